@@ -1,0 +1,194 @@
+"""Validation of the composed Hydra configuration, run before any compute.
+
+Every check raises ConfigError with one line that names the key, the value
+and what is accepted. Unknown keys inside the known sections are rejected
+too, so a typo cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+POLICY_NAMES = (
+    "adaptive",
+    "adaptive_uncompressed",
+    "static",
+    "static_uncompressed",
+    "full_offload",
+    "full_local",
+    "full_local_uncompressed",
+)
+MODELS = ("lenet300100",)
+PRUNING_SCOPES = ("global", "layer")
+PATH_LOSS_MODELS = ("log_distance",)
+FADING_MODELS = ("rayleigh",)
+TRAJECTORIES = ("straight",)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message is one line naming the key."""
+
+
+def _fail(key: str, value, accepted: str):
+    raise ConfigError(f"invalid {key}={value!r}: expected {accepted}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(cfg: Mapping, section: str, key: str, *, minimum=None, exclusive: bool = False, accepted: str):
+    full = f"{section}.{key}" if section else key
+    value = cfg[key]
+    if not _is_number(value):
+        _fail(full, value, accepted)
+    if minimum is not None and (value <= minimum if exclusive else value < minimum):
+        _fail(full, value, accepted)
+    return value
+
+
+def _integer(cfg: Mapping, section: str, key: str, *, minimum: int, accepted: str, optional: bool = False):
+    full = f"{section}.{key}" if section else key
+    value = cfg[key]
+    if optional and value is None:
+        return value
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        _fail(full, value, accepted)
+    return value
+
+
+def _choice(cfg: Mapping, section: str, key: str, options: Sequence[str]):
+    value = cfg[key]
+    if value not in options:
+        _fail(f"{section}.{key}", value, "one of " + ", ".join(options))
+    return value
+
+
+def _string(cfg: Mapping, section: str, key: str, *, optional: bool = False):
+    value = cfg[key]
+    if optional and value is None:
+        return value
+    if not isinstance(value, str) or not value:
+        _fail(f"{section}.{key}", value, "a non-empty string" + (" or null" if optional else ""))
+    return value
+
+
+def _section(cfg: Mapping, name: str, keys: Sequence[str]) -> Mapping:
+    """Return ``cfg[name]`` after checking it has exactly ``keys``."""
+    section = cfg.get(name)
+    if not isinstance(section, Mapping):
+        _fail(name, section, f"a mapping with keys {', '.join(keys)}")
+    unknown = sorted(set(section) - set(keys))
+    if unknown:
+        _fail(f"{name}.{unknown[0]}", section[unknown[0]], f"no such key; {name} accepts {', '.join(keys)}")
+    missing = [key for key in keys if key not in section]
+    if missing:
+        _fail(f"{name}.{missing[0]}", None, "a value (the key is missing)")
+    return section
+
+
+def validate(cfg: Mapping) -> None:
+    """Check a resolved configuration (a plain dict or a DictConfig); raise ConfigError on the first bad value."""
+    top_keys = ("data", "model", "train", "compression", "energy", "channel", "trajectory", "policy",
+                "bandwidth", "seed", "mc", "carbon", "cache_dir")
+    unknown = sorted(key for key in cfg if key not in top_keys and key != "hydra")
+    if unknown:
+        _fail(unknown[0], cfg[unknown[0]], "no such key; the top level accepts " + ", ".join(top_keys))
+
+    _number(cfg, "", "bandwidth", minimum=0, exclusive=True, accepted="a positive number of hertz, e.g. 1e6")
+    _integer(cfg, "", "seed", minimum=0, accepted="a non-negative integer")
+    _string(cfg, "", "cache_dir")
+
+    mc = _section(cfg, "mc", ("trajectories", "steps", "chunk_size"))
+    for key in ("trajectories", "steps", "chunk_size"):
+        _integer(mc, "mc", key, minimum=1, accepted="a positive integer")
+
+    data = _section(cfg, "data", ("name", "path", "sha256", "train_size", "test_size"))
+    _string(data, "data", "name")
+    _string(data, "data", "path", optional=True)
+    if data["sha256"] is not None and not (isinstance(data["sha256"], str) and re.fullmatch(r"[0-9a-fA-F]{64}", data["sha256"])):
+        _fail("data.sha256", data["sha256"], "64 hexadecimal digits or null")
+    for key in ("train_size", "test_size"):
+        _integer(data, "data", key, minimum=1, accepted="a positive integer or null", optional=True)
+
+    model = _section(cfg, "model", ("name", "features"))
+    _choice(model, "model", "name", MODELS)
+    features = model["features"]
+    if (not isinstance(features, Sequence) or isinstance(features, str) or len(features) < 2
+            or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in features)):
+        _fail("model.features", features, "a list of at least two positive layer widths")
+
+    train = _section(cfg, "train", ("epochs", "batch_size", "learning_rate"))
+    _integer(train, "train", "epochs", minimum=1, accepted="a positive integer")
+    _integer(train, "train", "batch_size", minimum=1, accepted="a positive integer")
+    _number(train, "train", "learning_rate", minimum=0, exclusive=True, accepted="a positive number")
+
+    _validate_compression(cfg)
+    _validate_physics(cfg)
+
+    policy = _section(cfg, "policy", ("names", "accuracy_margin_pp"))
+    names = policy["names"]
+    if not isinstance(names, Sequence) or isinstance(names, str) or not names:
+        _fail("policy.names", names, "a non-empty list of " + ", ".join(POLICY_NAMES))
+    for name in names:
+        if name not in POLICY_NAMES:
+            _fail("policy.names", name, "policy names from " + ", ".join(POLICY_NAMES))
+    _number(policy, "policy", "accuracy_margin_pp", minimum=0, accepted="a non-negative number of percentage points")
+
+    carbon = _section(cfg, "carbon", ("intensity_kg_per_kwh", "source"))
+    _number(carbon, "carbon", "intensity_kg_per_kwh", minimum=0, accepted="a non-negative number of kg CO2 per kWh")
+    _string(carbon, "carbon", "source")
+
+
+def _validate_compression(cfg: Mapping) -> None:
+    compression = _section(cfg, "compression", ("sparsities", "scope", "finetune_epochs", "finetune_learning_rate",
+                                                "activation_bits", "calibration_size"))
+    sparsities = compression["sparsities"]
+    if not isinstance(sparsities, Sequence) or isinstance(sparsities, str):
+        _fail("compression.sparsities", sparsities, "a list of sparsities in [0, 1)")
+    for sparsity in sparsities:
+        if not _is_number(sparsity) or not 0.0 <= sparsity < 1.0:
+            _fail("compression.sparsities", sparsity, "sparsities in [0, 1)")
+    _choice(compression, "compression", "scope", PRUNING_SCOPES)
+    _integer(compression, "compression", "finetune_epochs", minimum=1, accepted="a positive integer")
+    _number(compression, "compression", "finetune_learning_rate", minimum=0, exclusive=True, accepted="a positive number")
+    bits = compression["activation_bits"]
+    if not isinstance(bits, Sequence) or isinstance(bits, str) or not bits:
+        _fail("compression.activation_bits", bits, "a non-empty list of bit-widths in 1..32")
+    for width in bits:
+        if not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= 32:
+            _fail("compression.activation_bits", width, "bit-widths in 1..32 (32 sends float32)")
+    _integer(compression, "compression", "calibration_size", minimum=1, accepted="a positive integer")
+
+
+def _validate_physics(cfg: Mapping) -> None:
+    energy_keys = ("name", "source", "float32_add_pj", "float32_mult_pj", "int32_add_pj", "int32_mult_pj",
+                   "int8_add_pj", "int8_mult_pj", "sram_read_32bit_pj", "dram_read_32bit_pj", "sram_bytes",
+                   "macs_per_s")
+    energy = _section(cfg, "energy", energy_keys)
+    _string(energy, "energy", "name")
+    _string(energy, "energy", "source")
+    for key in energy_keys[2:-2]:
+        _number(energy, "energy", key, minimum=0, accepted="a non-negative energy in picojoules")
+    _number(energy, "energy", "sram_bytes", minimum=0, accepted="a non-negative number of bytes")
+    _number(energy, "energy", "macs_per_s", minimum=0, exclusive=True, accepted="a positive number of MAC/s")
+
+    channel = _section(cfg, "channel", ("name", "tx_power_dbm", "noise_density_dbm_per_hz", "noise_figure_db",
+                                        "carrier_hz", "path_loss", "path_loss_exponent", "reference_m", "fading"))
+    _string(channel, "channel", "name")
+    for key in ("tx_power_dbm", "noise_density_dbm_per_hz"):
+        _number(channel, "channel", key, accepted="a number in dBm")
+    _number(channel, "channel", "noise_figure_db", minimum=0, accepted="a non-negative number of dB")
+    _number(channel, "channel", "carrier_hz", minimum=0, exclusive=True, accepted="a positive frequency in Hz")
+    _choice(channel, "channel", "path_loss", PATH_LOSS_MODELS)
+    _number(channel, "channel", "path_loss_exponent", minimum=0, exclusive=True, accepted="a positive number")
+    _number(channel, "channel", "reference_m", minimum=0, exclusive=True, accepted="a positive distance in metres")
+    _choice(channel, "channel", "fading", FADING_MODELS)
+
+    trajectory = _section(cfg, "trajectory", ("name", "speed_mps", "closest_m", "step_s"))
+    _choice(trajectory, "trajectory", "name", TRAJECTORIES)
+    _number(trajectory, "trajectory", "speed_mps", minimum=0, accepted="a non-negative speed in m/s")
+    _number(trajectory, "trajectory", "closest_m", minimum=0, exclusive=True, accepted="a positive distance in metres")
+    _number(trajectory, "trajectory", "step_s", minimum=0, exclusive=True, accepted="a positive duration in seconds")

@@ -1,0 +1,236 @@
+"""Hydra entry point: ``python -m jsplit.sweep [-m] key=value ...``.
+
+One job runs the whole pipeline (data, training or the cached model, pruning,
+candidate evaluation, cost profile, Monte-Carlo channel simulation, policies)
+and writes its results into the Hydra run directory. A multirun additionally
+writes ``summary.csv`` and ``summary.png`` at the sweep root (see
+``jsplit.report.SummaryCallback``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from jsplit.config import ConfigError, validate
+
+log = logging.getLogger("jsplit")
+
+
+class _Timer:
+    """Collects wall-clock seconds per pipeline stage."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def stage(self, name: str):
+        timer = self
+
+        class _Stage:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - self.start
+
+        return _Stage()
+
+
+def prepare_models(cfg, net, data):
+    """Return (parameter pytrees with the dense model first, sparsities, training record, cache hit).
+
+    Parameters come from the Orbax cache when an entry with the same key
+    exists; otherwise the dense model is trained, pruned and fine-tuned, and the
+    result is cached.
+    """
+    import jax
+
+    from jsplit import cache
+    from jsplit.compress import kernel_sparsity, prune_and_finetune
+    from jsplit.train import fit
+
+    sparsities = sorted({float(s) for s in cfg.compression.sparsities if s > 0.0})
+    material = {
+        "data_sha256": data.sha256, "train_size": len(data.x_train), "test_size": len(data.x_test),
+        "model": OmegaConf.to_container(cfg.model), "train": OmegaConf.to_container(cfg.train),
+        "sparsities": sparsities, "scope": cfg.compression.scope, "finetune_epochs": cfg.compression.finetune_epochs,
+        "finetune_learning_rate": cfg.compression.finetune_learning_rate, "seed": cfg.seed,
+    }
+    key = cache.cache_key(material)
+    cached = cache.load(cfg.cache_dir, key)
+    if cached is not None:
+        tree, meta = cached
+        log.info("loaded trained and pruned parameters from cache entry %s", cache.entry_path(cfg.cache_dir, key))
+        models = [tree["levels"][str(i)] for i in range(len(sparsities) + 1)]
+        return models, sparsities, meta["record"], True
+
+    init_key, train_key, prune_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
+    dense = fit(net, net.init(init_key), data.x_train, data.y_train, data.x_test, data.y_test,
+                epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, learning_rate=cfg.train.learning_rate,
+                key=train_key, description="train dense")
+    log.info("dense model: test accuracy %.4f after %d epochs (%.1f s)", dense.test_accuracy[-1], cfg.train.epochs,
+             dense.seconds)
+    pruned = prune_and_finetune(net, dense.params, data, sparsities=sparsities, scope=cfg.compression.scope,
+                                epochs=cfg.compression.finetune_epochs,
+                                learning_rate=cfg.compression.finetune_learning_rate,
+                                batch_size=cfg.train.batch_size, key=prune_key)
+    models = [dense.params] + [level.params for level in pruned]
+    record = {
+        "dense_train_seconds": dense.seconds,
+        "dense_test_accuracy_per_epoch": dense.test_accuracy,
+        "measured_sparsity": [kernel_sparsity(params) for params in models],
+    }
+    tree = {"levels": {str(i): params for i, params in enumerate(models)}}
+    entry = cache.save(cfg.cache_dir, key, tree, {"material": material, "record": record})
+    log.info("cached trained and pruned parameters in %s", entry)
+    return models, sparsities, record, False
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    """Run one job of the study and write its outputs to ``out_dir``; return the results dict."""
+    import jax
+    import numpy as np
+
+    from jsplit import report
+    from jsplit.channel import build_link, doppler_hz
+    from jsplit.compress import calibrate_clips, candidate_grid, evaluate_candidates
+    from jsplit.data import load_dataset
+    from jsplit.model import build_network
+    from jsplit.montecarlo import simulate
+    from jsplit.profile import EnergyProfile, build_table, dense_macs
+    from jsplit.select import adaptive_masks, budget_mask, fixed_policy_candidates, reference_accuracy
+    from jsplit.train import evaluate
+
+    timer = _Timer()
+    with timer.stage("data"):
+        data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.sha256, cfg.data.train_size, cfg.data.test_size)
+    log.info("data: %s, %d training and %d test images, sha256 %s", data.name, len(data.x_train),
+             len(data.x_test), data.sha256)
+
+    net = build_network(cfg.model.name, tuple(cfg.model.features), data.input_size)
+    if net.layers[-1].output_size < data.num_classes:
+        raise ConfigError(f"invalid model.features={list(cfg.model.features)}: the last width must be at least "
+                          f"the {data.num_classes} classes of {data.name}")
+    with timer.stage("models"):
+        models, sparsities, record, cache_hit = prepare_models(cfg, net, data)
+
+    with timer.stage("candidates"):
+        calibration = data.x_train[: cfg.compression.calibration_size]
+        clips = np.stack([calibrate_clips(net, params, calibration) for params in models])
+        grid = candidate_grid([0.0] + sparsities, net.num_layers, cfg.compression.activation_bits)
+        loss, accuracy = evaluate_candidates(net, models, clips, grid, data.x_test, data.y_test)
+        dense_loss, dense_accuracy = (float(v) for v in evaluate(net, models[0], data.x_test, data.y_test))
+
+    with timer.stage("profile"):
+        link = build_link(cfg)
+        table = build_table(net, models, grid, loss, accuracy, EnergyProfile.from_config(cfg.energy), link.tx_power_w)
+        budget = budget_mask(table, cfg.policy.accuracy_margin_pp)
+        adaptive_sets = adaptive_masks(table, budget)
+    log.info("%d candidates, %d within %.2f points of the dense accuracy %.4f", len(table), int(budget.sum()),
+             cfg.policy.accuracy_margin_pp, reference_accuracy(table))
+
+    with timer.stage("monte_carlo"):
+        adaptive_names = [name for name in adaptive_sets if name in cfg.policy.names]
+        allowed = np.stack([adaptive_sets[name] for name in adaptive_names] or [budget])
+        stats = simulate(table, link, allowed, trajectories=cfg.mc.trajectories, chunk_size=cfg.mc.chunk_size,
+                         key=jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1))
+    fixed = fixed_policy_candidates(table, budget, stats.energy.mean[: len(table)])
+    streams = {name: len(table) + i for i, name in enumerate(adaptive_names)}
+    streams.update({name: index for name, index in fixed.items()})
+
+    results = {
+        "dataset": {"name": data.name, "train_size": len(data.x_train), "test_size": len(data.x_test),
+                    "sha256": data.sha256, "source": data.source},
+        "model": {"name": net.name, "test_accuracy": dense_accuracy, "test_loss": dense_loss,
+                  "macs": dense_macs(net, models[0]), "from_cache": cache_hit, "training": record},
+        "compression": [{"sparsity": s, "measured_sparsity": m} for s, m in zip([0.0] + sparsities,
+                                                                                  record["measured_sparsity"])],
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "monte_carlo": {"trajectories": cfg.mc.trajectories, "steps": cfg.mc.steps, "samples": stats.samples,
+                        "seed": cfg.seed, "chunk_size": cfg.mc.chunk_size, "fading_correlation": link.rho,
+                        "doppler_hz": doppler_hz(cfg.trajectory.speed_mps, cfg.channel.carrier_hz),
+                        "mean_snr_db_min": float(link.mean_snr_db().min()),
+                        "mean_snr_db_max": float(link.mean_snr_db().max())},
+        "budget": {"reference_accuracy": reference_accuracy(table), "margin_pp": cfg.policy.accuracy_margin_pp,
+                   "candidates": len(table), "candidates_in_budget": int(budget.sum())},
+        "policies": {name: summarize_policy(name, streams[name], stats, table, cfg, adaptive_names)
+                     for name in cfg.policy.names},
+    }
+
+    report.write_run(out_dir, results, table, stats, link, streams, adaptive_names, timer.seconds)
+    return results
+
+
+def summarize_policy(name: str, stream: int, stats, table, cfg, adaptive_names) -> dict:
+    """Turn one stream's statistics into its entry of ``results.json``."""
+    import numpy as np
+
+    samples = stats.samples
+    mean = float(stats.energy.mean[stream])
+    low, high = (float(v[stream]) for v in stats.trajectory_energy.ci95())
+    joules_to_g_co2 = cfg.carbon.intensity_kg_per_kwh * 1000.0 / 3.6e6
+    num_splits = int(table.split.max()) + 1
+
+    if name in adaptive_names:
+        counts = stats.split_count_per_step[adaptive_names.index(name)].sum(axis=0)
+        split_share = {str(s): float(counts[s] / samples) for s in range(num_splits)}
+        candidate = None
+    else:
+        split_share = {str(s): float(s == table.split[stream]) for s in range(num_splits)}
+        candidate = {key: value for key, value in table.rows()[stream].items()}
+
+    entry = {
+        "energy_per_inference_j": {"mean": mean, "std": float(stats.energy.std[stream]),
+                                   "ci95_low": low, "ci95_high": high},
+        "co2_per_inference_g": mean * joules_to_g_co2,
+        "accuracy": float(stats.accuracy_sum[stream] / samples),
+        "loss": float(stats.loss_sum[stream] / samples),
+        "split_share": split_share,
+        "outage_share": float(stats.outage_count[stream] / samples),
+        "deadline_miss_share": 0.0,
+    }
+    if candidate is not None:
+        entry["candidate"] = candidate
+    if not all(np.isfinite(v) for v in (mean, low, high, entry["accuracy"], entry["loss"])):
+        raise FloatingPointError(f"policy {name} produced a non-finite statistic: {entry}")
+    return entry
+
+
+def _remove_empty_run_dir(out_dir: Path) -> None:
+    """Delete a run directory that holds nothing but Hydra's records, so a rejected run leaves no files."""
+    keep = [p for p in out_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"] if out_dir.exists() else []
+    if out_dir.exists() and not keep:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        parent = out_dir.parent
+        if parent.exists() and [p.name for p in parent.iterdir()] in ([], ["multirun.yaml"]):
+            shutil.rmtree(parent, ignore_errors=True)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every checkpoint step at INFO
+    try:
+        validate(OmegaConf.to_container(cfg, resolve=True))
+        from jsplit.data import DataError
+
+        try:
+            run(cfg, out_dir)
+        except DataError as error:
+            raise ConfigError(str(error)) from None
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        logging.shutdown()
+        _remove_empty_run_dir(out_dir)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
