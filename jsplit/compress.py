@@ -44,7 +44,8 @@ def magnitude_mask(params, sparsity: float, scope: str = "global"):
 
     Returns:
         A pytree shaped like ``params`` with float32 1.0 (keep) and 0.0 (pruned);
-        biases are all ones. Ties at the threshold are kept.
+        biases are all ones. Weights tied with the largest pruned magnitude are
+        pruned too.
     """
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
@@ -59,17 +60,17 @@ def magnitude_mask(params, sparsity: float, scope: str = "global"):
         if not _is_kernel(path):
             return np.ones_like(leaf, dtype=np.float32)
         threshold = global_threshold if scope == "global" else _threshold(leaf.ravel(), sparsity)
-        return (leaf >= threshold).astype(np.float32)
+        return (leaf > threshold).astype(np.float32)
 
     return jax.tree_util.tree_map_with_path(leaf_mask, params)
 
 
 def _threshold(magnitudes: np.ndarray, sparsity: float) -> float:
-    """Smallest magnitude kept so that ``sparsity`` of the values fall below it."""
+    """Largest pruned magnitude: the ``floor(sparsity * n)``-th smallest value (-inf when none is pruned)."""
     pruned = int(np.floor(sparsity * magnitudes.size))
     if pruned == 0:
         return -np.inf
-    return float(np.partition(magnitudes, pruned - 1)[pruned - 1]) + np.finfo(np.float32).tiny
+    return float(np.partition(magnitudes, pruned - 1)[pruned - 1])
 
 
 def kernel_sparsity(params) -> float:

@@ -132,7 +132,9 @@ def build_table(net: SplitNetwork, models: list[dict], grid: CandidateGrid, loss
     energy_comp = macs * energy.mac_j + bias_adds * energy.add_j
     energy_mem = weights_fetched * weight_read_j + activation_accesses * energy.sram_read_j
 
-    bits_sent = np.asarray(net.boundary_sizes, np.int64)[grid.split] * grid.activation_bits
+    # Split L sends one class label, not the logits.
+    elements_sent = np.where(grid.split == net.num_layers, 1, np.asarray(net.boundary_sizes, np.int64)[grid.split])
+    bits_sent = elements_sent * grid.activation_bits
     split_at_edge = (grid.split == 0) | (grid.split == net.num_layers)
     uncompressed = (grid.model_index == 0) & (split_at_edge | (grid.activation_bits == FLOAT_BITS))
 

@@ -1,0 +1,99 @@
+"""The sweep entry point on a small slice of real MNIST, as a user runs it."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+POLICIES = {"adaptive", "adaptive_uncompressed", "static", "static_uncompressed", "full_offload", "full_local",
+            "full_local_uncompressed"}
+SMALL = ["data.train_size=6000", "data.test_size=2000", "train.epochs=3", "compression.finetune_epochs=1",
+         "compression.sparsities=[0.5,0.9]", "mc.trajectories=24", "mc.steps=100", "mc.chunk_size=10"]
+
+
+def all_numbers(tree):
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from all_numbers(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from all_numbers(value)
+    elif isinstance(tree, float):
+        yield tree
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    env = {**os.environ, "JSPLIT_CACHE_DIR": str(root / "cache")}
+    completed = subprocess.run([sys.executable, "-m", "jsplit.sweep", "-m", "bandwidth=1e5,1e7", *SMALL,
+                                "hydra.sweep.dir=multirun"], cwd=root, env=env, capture_output=True, text=True,
+                               timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return root / "multirun"
+
+
+def test_each_job_writes_every_file(sweep):
+    for job in ("0", "1"):
+        for name in ("results.json", "candidates.csv", "policies.csv", "energy_over_trajectory.png",
+                     "adaptive_split_share.png", "policy_energy_co2.png"):
+            assert (sweep / job / name).stat().st_size > 0, f"{job}/{name}"
+
+
+def test_results_follow_output_contract(sweep):
+    results = json.loads((sweep / "0" / "results.json").read_text())
+
+    assert results["dataset"]["test_size"] == 2000
+    assert len(results["dataset"]["sha256"]) == 64
+    assert results["monte_carlo"]["samples"] == 24 * 100
+    assert results["config"]["bandwidth"] == 1e5
+    assert set(results["policies"]) == POLICIES
+    for entry in results["policies"].values():
+        energy = entry["energy_per_inference_j"]
+        assert energy["ci95_low"] <= energy["mean"] <= energy["ci95_high"]
+        assert entry["co2_per_inference_g"] > 0
+        assert sum(entry["split_share"].values()) == pytest.approx(1.0)
+        assert 0.0 <= entry["outage_share"] <= 1.0
+    assert all(math.isfinite(x) for x in all_numbers(results))
+    assert set(results["timing_s"]) >= {"data", "models", "candidates", "monte_carlo", "outputs"}
+
+
+def test_adaptive_is_cheapest_in_every_job(sweep):
+    for job in ("0", "1"):
+        policies = json.loads((sweep / job / "results.json").read_text())["policies"]
+        adaptive = policies["adaptive"]["energy_per_inference_j"]["mean"]
+        for name, entry in policies.items():
+            assert adaptive <= entry["energy_per_inference_j"]["mean"] * (1 + 1e-6), name
+
+
+def test_second_job_reuses_cached_model(sweep):
+    first = json.loads((sweep / "0" / "results.json").read_text())
+    second = json.loads((sweep / "1" / "results.json").read_text())
+
+    assert first["model"]["from_cache"] is False
+    assert second["model"]["from_cache"] is True
+    assert second["model"]["test_accuracy"] == first["model"]["test_accuracy"]
+
+
+def test_candidates_csv_columns(sweep):
+    with open(sweep / "0" / "candidates.csv") as stream:
+        rows = list(csv.DictReader(stream))
+
+    assert len(rows) == 3 * (1 + 2 * 3 + 1)
+    for column in ("sparsity", "split", "activation_bits", "macs", "bits_sent", "energy_local_j", "loss", "accuracy"):
+        assert column in rows[0]
+    dense_local = [r for r in rows if r["sparsity"] == "0.0" and r["split"] == "3"][0]
+    assert int(dense_local["macs"]) == 266_200
+
+
+def test_summary_has_row_per_job_and_policy(sweep):
+    with open(sweep / "summary.csv") as stream:
+        rows = list(csv.DictReader(stream))
+
+    assert len(rows) == 2 * len(POLICIES)
+    assert {float(r["bandwidth"]) for r in rows} == {1e5, 1e7}
+    assert (sweep / "summary.png").stat().st_size > 0
