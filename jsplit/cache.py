@@ -2,7 +2,7 @@
 
 An entry lives in ``<cache_dir>/models/<key>/`` where the key is a digest of
 everything that determines the parameters (data digest, model, training and
-pruning settings, seed). It holds an Orbax checkpoint and ``meta.json``,
+pruning settings, seed). It contains an Orbax checkpoint and ``meta.json``,
 which is written last and records a digest of every restored array. An entry
 without ``meta.json`` (an interrupted save) or whose arrays do not match the
 recorded digest (a corrupted file) is deleted and rebuilt, never used.

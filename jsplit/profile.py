@@ -96,7 +96,7 @@ class CandidateTable:
         return len(self.split)
 
     def rows(self) -> list[dict]:
-        """One dict per candidate, for CSV and JSON output."""
+        """Return one dict per candidate, for CSV and JSON output."""
         columns = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         return [{name: values[k].item() for name, values in columns.items()} for k in range(len(self))]
 

@@ -2,7 +2,7 @@
 
 Every file is written to a temporary name and renamed into place, and
 ``results.json`` is renamed last, so a run directory with ``results.json``
-is complete and one without it holds no partial results.
+is complete and one without it contains no partial results.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _png_bytes(figure) -> bytes:
 
 
 def _finite_json(value: Any) -> Any:
-    """Check a results tree holds no NaN or infinity (JSON has no spelling for them)."""
+    """Return the results tree with numpy scalars converted; raise on NaN or infinity, which JSON cannot encode."""
     if isinstance(value, dict):
         return {key: _finite_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -64,7 +64,7 @@ def _finite_json(value: Any) -> Any:
 
 
 def policy_rows(results: dict) -> list[dict]:
-    """One flat row per policy, as in policies.csv."""
+    """Flatten each policy of ``results`` into one row, as in policies.csv."""
     rows = []
     for name, entry in results["policies"].items():
         energy = entry["energy_per_inference_j"]
@@ -82,7 +82,7 @@ def write_run(out_dir: Path, results: dict, table, stats, link, streams: dict[st
               timing_s: dict[str, float]) -> None:
     """Write results.json, candidates.csv, policies.csv and the plots of one run into ``out_dir``.
 
-    ``timing_s`` holds the seconds of the earlier stages; the time spent here
+    ``timing_s`` contains the seconds of the earlier stages; the time spent here
     is added as ``outputs`` before results.json is written.
     """
     start = time.perf_counter()
@@ -189,7 +189,7 @@ def plot_policy_bars(results: dict):
 
 
 def _swept_values(job_dir: Path) -> dict[str, Any]:
-    """The command-line overrides of one job, parsed into values (``bandwidth=1e5`` -> 100000.0)."""
+    """Parse the command-line overrides of one job into values (``bandwidth=1e5`` -> 100000.0)."""
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     values = {}
     if overrides_file.is_file():
@@ -230,13 +230,18 @@ def plot_summary(rows: list[dict], swept_keys: list[str]):
     import matplotlib.pyplot as plt
 
     numeric = [k for k in swept_keys if all(isinstance(r.get(k), (int, float)) and r.get(k) > 0 for r in rows)]
-    x_key = "bandwidth" if "bandwidth" in numeric else (numeric[0] if numeric else "job")
+    x_key = "job"
+    if numeric:
+        x_key = "bandwidth" if "bandwidth" in numeric else numeric[0]
     figure, axis = plt.subplots(figsize=(8, 5))
-    for policy in dict.fromkeys(row["policy"] for row in rows):
+    markers = "os^vDPX*"
+    for index, policy in enumerate(dict.fromkeys(row["policy"] for row in rows)):
         points = sorted((row[x_key], row["energy_mean_j"], row["energy_ci95_low_j"], row["energy_ci95_high_j"])
                         for row in rows if row["policy"] == policy)
         x, mean, low, high = (np.asarray(v) for v in zip(*points))
-        line, = axis.plot(x, mean, marker="o", label=policy)
+        # Policies that pick the same candidate overlap; distinct markers and dashes keep each visible.
+        line, = axis.plot(x, mean, marker=markers[index % len(markers)], markersize=9 - index,
+                          linestyle="-" if policy.startswith("adaptive") else "--", label=policy)
         axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     if x_key in numeric:
         axis.set_xscale("log")

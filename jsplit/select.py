@@ -4,7 +4,7 @@ At rate R a candidate needs ``bits_k / R`` seconds to send its payload. When
 that fits in the transmission cap (the step duration), it costs
 ``E_k = c_k + P_tx * bits_k / R``. When it does not fit, the inference fails:
 the device transmits for the whole cap, pays ``c_k + P_tx * cap`` and the
-answer counts as wrong. Selection prefers candidates that fit and, when none
+prediction counts as wrong. Selection prefers candidates that fit and, when none
 does, takes the cheapest failure, so energies stay finite even at R = 0.
 """
 

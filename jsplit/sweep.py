@@ -47,8 +47,8 @@ def prepare_models(cfg, net, data):
     """Return (parameter pytrees with the dense model first, sparsities, training record, cache hit).
 
     Parameters come from the Orbax cache when an entry with the same key
-    exists; otherwise the dense model is trained, pruned and fine-tuned, and the
-    result is cached.
+    exists. Otherwise the dense model is trained, pruned and fine-tuned, and
+    the result is cached.
     """
     import jax
 
@@ -204,7 +204,7 @@ def summarize_policy(name: str, stream: int, stats, table, cfg, adaptive_names) 
 
 
 def _remove_empty_run_dir(out_dir: Path) -> None:
-    """Delete a run directory that holds nothing but Hydra's records, so a rejected run leaves no files."""
+    """Delete a run directory that contains nothing but Hydra's records, so a rejected run leaves no files."""
     keep = [p for p in out_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"] if out_dir.exists() else []
     if out_dir.exists() and not keep:
         shutil.rmtree(out_dir, ignore_errors=True)

