@@ -25,6 +25,7 @@ PRUNING_SCOPES = ("global", "layer")
 PATH_LOSS_MODELS = ("log_distance",)
 FADING_MODELS = ("rayleigh",)
 TRAJECTORIES = ("straight",)
+SELECTION_METHODS = ("breakpoints", "argmin")
 
 
 class ConfigError(ValueError):
@@ -92,7 +93,7 @@ def _section(cfg: Mapping, name: str, keys: Sequence[str]) -> Mapping:
 def validate(cfg: Mapping) -> None:
     """Check a resolved configuration (a plain dict or a DictConfig); raise ConfigError on the first bad value."""
     top_keys = ("data", "model", "train", "compression", "energy", "channel", "trajectory", "policy",
-                "bandwidth", "seed", "mc", "carbon", "cache_dir")
+                "bandwidth", "seed", "mc", "select", "carbon", "cache_dir")
     unknown = sorted(key for key in cfg if key not in top_keys and key != "hydra")
     if unknown:
         _fail(unknown[0], cfg[unknown[0]], "no such key; the top level accepts " + ", ".join(top_keys))
@@ -101,9 +102,13 @@ def validate(cfg: Mapping) -> None:
     _integer(cfg, "", "seed", minimum=0, accepted="a non-negative integer")
     _string(cfg, "", "cache_dir")
 
-    mc = _section(cfg, "mc", ("trajectories", "steps", "chunk_size"))
-    for key in ("trajectories", "steps", "chunk_size"):
+    mc = _section(cfg, "mc", ("trajectories", "realizations", "steps", "chunk_size", "memory_budget_mb"))
+    for key in ("trajectories", "realizations", "steps"):
         _integer(mc, "mc", key, minimum=1, accepted="a positive integer")
+    _integer(mc, "mc", "chunk_size", minimum=1, accepted="a positive integer or null", optional=True)
+    _number(mc, "mc", "memory_budget_mb", minimum=0, exclusive=True, accepted="a positive number of MiB")
+    select = _section(cfg, "select", ("method",))
+    _choice(select, "select", "method", SELECTION_METHODS)
 
     data = _section(cfg, "data", ("name", "path", "sha256", "train_size", "test_size"))
     _string(data, "data", "name")

@@ -1,13 +1,24 @@
-"""The chunked Monte-Carlo engine: draw the channel, select per policy, reduce.
+"""The streaming Monte-Carlo engine: draw the channel, select per policy, reduce.
 
-A study is N trajectories x T steps. Trajectories are processed in chunks of
-``chunk_size``; each chunk is one jitted call that draws the fading of its
-trajectories, evaluates every candidate at every step, runs the per-step
-policies and reduces everything to moments. The host merges chunks in
-float64, so memory is bounded by the chunk, not by N.
+A study is N trajectories x R fading realizations x T steps. Trajectories are
+processed in chunks; each chunk is one jitted call that draws the fading,
+runs the per-step policies and reduces everything to moments, and the host
+merges chunks in float64 (``jsplit.stats``). Memory is bounded by the chunk.
 
-Streams: the first K streams are the candidates themselves (a fixed policy is
-one candidate for the whole run), followed by one stream per adaptive policy.
+Every policy's energy is a function of the inverse rate x = 1/R alone:
+
+* a fixed candidate costs ``c_k + a_k min(x, t_k)``, affine in
+  ``y_j = min(x, t_j)`` for its threshold ``t_j = cap / bits``. The engine
+  reduces ``y_j`` once per distinct threshold (J of them, one per distinct
+  payload size) and derives the statistics of all K candidates from those, so
+  the per-sample work does not grow with the number of compression levels;
+* an adaptive policy looks its candidate up with ``searchsorted`` on the
+  breakpoints of ``select.lower_envelope`` (O(log B) per sample), or, with
+  ``method="argmin"``, evaluates every candidate (O(K), the reference).
+
+Trajectory i, realization r draws its fading from
+``fold_in(fold_in(key, i), r)``, so the draws do not depend on the chunk size
+or the number of devices.
 """
 
 from __future__ import annotations
@@ -15,138 +26,340 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from jsplit.config import SELECTION_METHODS
 from jsplit.channel import LinkModel, rayleigh_gauss_markov, shannon_rate
 from jsplit.profile import CandidateTable
-from jsplit.select import sample_energy, select_argmin
+from jsplit.select import lower_envelope, sample_energy, select_argmin, transmit_thresholds
 from jsplit.stats import Moments, chunk_moments
 
 log = logging.getLogger(__name__)
 
+# Fixed log10 bins of the inverse rate [s/bit], for quantiles: 0.01 decade from 1e-12 to 1e2.
+HISTOGRAM_LOG10_RANGE = (-12.0, 2.0)
+HISTOGRAM_BINS = 1400
+QUANTILES = (0.05, 0.5, 0.95, 0.99)
 
-@dataclasses.dataclass
-class StreamStats:
-    """Reduced results of every stream (K candidates, then P adaptive policies).
+
+@dataclasses.dataclass(frozen=True)
+class SelectionTables:
+    """Everything the jitted chunk needs to know about candidates and policies.
 
     Attributes:
-        energy: Moments over all samples, shape [S] (J per inference).
-        energy_per_step: Moments over trajectories at each step, shape [T, S].
-        trajectory_energy: Moments of per-trajectory mean energies, shape [S];
-            its ci95 is the confidence interval of the mean energy.
-        accuracy_sum: sum of effective accuracy (0 on failure), [S].
-        loss_sum: sum of the chosen candidates' test loss, [S].
-        outage_count: inferences whose payload did not fit the cap, [S].
+        threshold: float32 [K] t_k [s/bit]; group_threshold: float32 [J] the distinct values.
+        group: int32 [K], index of each candidate's threshold in group_threshold.
+        allowed: bool [P, K], candidate set of each adaptive policy.
+        breakpoint_inv_rate: float32 [U], the union of all adaptive policies' breakpoints.
+        breakpoint_candidate: int32 [P, U + 1], each policy's candidate per union segment.
+    """
+
+    threshold: np.ndarray
+    group_threshold: np.ndarray
+    group: np.ndarray
+    allowed: np.ndarray
+    breakpoint_inv_rate: np.ndarray
+    breakpoint_candidate: np.ndarray
+    envelopes: tuple
+
+
+def build_selection_tables(table: CandidateTable, allowed: np.ndarray, cap_s: float) -> SelectionTables:
+    """Precompute thresholds, their groups and the breakpoints of each adaptive policy."""
+    threshold = transmit_thresholds(table.bits_sent, cap_s)
+    group_threshold, group = np.unique(threshold, return_inverse=True)
+    envelopes = tuple(lower_envelope(table.energy_local_j, table.tx_coeff, threshold, mask) for mask in allowed)
+
+    union = np.unique(np.concatenate([envelope.inv_rate for envelope in envelopes]).astype(np.float32))
+    candidate = np.stack([
+        envelope.candidate[np.searchsorted(envelope.inv_rate.astype(np.float32), union, side="left")]
+        for envelope in envelopes])
+    # The segment past the last union breakpoint; the lookup above only covers the union points themselves.
+    candidate = np.concatenate([candidate, np.stack([[e.candidate[-1]] for e in envelopes])], axis=1)
+    return SelectionTables(threshold=threshold, group_threshold=group_threshold.astype(np.float32),
+                           group=group.astype(np.int32), allowed=np.asarray(allowed, bool),
+                           breakpoint_inv_rate=union, breakpoint_candidate=candidate.astype(np.int32),
+                           envelopes=envelopes)
+
+
+def bytes_per_sample(num_groups: int, num_policies: int, num_candidates: int, method: str) -> int:
+    """Estimate of the device memory one (trajectory, realization, step) sample needs in a chunk."""
+    floats = 16 + 2 * num_groups + 6 * num_policies
+    if method == "argmin":
+        floats += 3 * num_candidates
+    return 4 * floats
+
+
+def chunk_trajectories(memory_budget_bytes: float, realizations: int, steps: int, per_sample: int,
+                       devices: int) -> int:
+    """Trajectories per chunk that fit the memory budget, a multiple of the device count."""
+    per_trajectory = realizations * steps * per_sample
+    trajectories = max(1, int(memory_budget_bytes // per_trajectory))
+    return max(devices, trajectories // devices * devices)
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "realizations", "method", "num_splits"))
+def _run_chunk(key, trajectory_index, valid, path_gain, rho, bandwidth_hz, tx_power_w, noise_density, energy_local,
+               tx_coeff, threshold, group_threshold, group, accuracy, loss, split, allowed, breakpoint_inv_rate,
+               breakpoint_candidate, *, steps, realizations, method, num_splits):
+    """Simulate one chunk of trajectories and reduce it to moments; see ``simulate`` for the shapes."""
+    def trajectory_keys(index):
+        base = jax.random.fold_in(key, index)
+        return jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.arange(realizations, dtype=jnp.uint32))
+
+    keys = jax.vmap(trajectory_keys)(trajectory_index)  # [n, R]
+    fading = jax.vmap(jax.vmap(rayleigh_gauss_markov, in_axes=(0, None, None)), in_axes=(0, None, None))(
+        keys, steps, rho)  # [n, R, T]
+    rate = shannon_rate(bandwidth_hz, tx_power_w, path_gain * fading, noise_density)
+    inv_rate = 1.0 / rate  # [n, R, T], inf where R = 0
+    weight = valid.astype(jnp.float32)[:, None]  # [n, 1]
+
+    # Fixed candidates: moments of y_j = min(x, t_j) per distinct threshold.
+    sends = jnp.isfinite(group_threshold)
+    clipped = jnp.where(sends, jnp.minimum(inv_rate[..., None], group_threshold), 0.0)  # [n, R, T, J]
+    weight4 = weight[:, :, None, None]
+    clipped_per_step = chunk_moments(clipped, weight4, axis=(0, 1))  # [T, J]
+    clipped_mean = clipped.mean(axis=2)  # [n, R, J]
+    over_threshold = ((inv_rate[..., None] > group_threshold) * weight4).sum(axis=(0, 1, 2))  # [J]
+    fixed_energy = energy_local + tx_coeff * clipped_mean[..., group]  # [n, R, K]
+    fixed_run = chunk_moments(fixed_energy, weight[..., None], axis=(0, 1))
+    fixed_trajectory = chunk_moments(fixed_energy.mean(axis=1), weight, axis=0)
+
+    # Adaptive policies: one candidate per sample.
+    if method == "breakpoints":
+        # One searchsorted on the union of all policies' breakpoints serves every policy.
+        segment = jnp.searchsorted(breakpoint_inv_rate, inv_rate, side="left", method="scan_unrolled")
+        picks = jnp.moveaxis(breakpoint_candidate[:, segment], 0, -1)  # [n, R, T, P]
+    else:
+        energy_all, fits_all = sample_energy(energy_local, tx_coeff, threshold, inv_rate)
+        picks = jnp.stack([select_argmin(energy_all, fits_all, mask) for mask in allowed], axis=-1)
+
+    x = inv_rate[..., None]
+    pick_threshold = threshold[picks]
+    fits = x <= pick_threshold
+    adaptive_energy = energy_local[picks] + jnp.where(tx_coeff[picks] > 0,
+                                                      tx_coeff[picks] * jnp.minimum(x, pick_threshold), 0.0)
+    adaptive_per_step = chunk_moments(adaptive_energy, weight4, axis=(0, 1))  # [T, P]
+    adaptive_mean = adaptive_energy.mean(axis=2)  # [n, R, P]
+    split_one_hot = jax.nn.one_hot(split[picks], num_splits, dtype=jnp.float32) * weight4[..., None]
+
+    log_inv_rate = jnp.log10(inv_rate)
+    low, high = HISTOGRAM_LOG10_RANGE
+    bins = jnp.clip(jnp.floor((log_inv_rate - low) / (high - low) * HISTOGRAM_BINS), 0, HISTOGRAM_BINS - 1)
+    bins = jnp.where(jnp.isnan(bins), HISTOGRAM_BINS - 1, bins).astype(jnp.int32)
+    histogram = jax.ops.segment_sum(jnp.broadcast_to(weight[..., None], bins.shape).ravel(), bins.ravel(),
+                                    num_segments=HISTOGRAM_BINS)
+
+    return {
+        "clipped_per_step": clipped_per_step,
+        "over_threshold": over_threshold,
+        "fixed_run": fixed_run,
+        "fixed_trajectory": fixed_trajectory,
+        "adaptive_per_step": adaptive_per_step,
+        "adaptive_run": chunk_moments(adaptive_mean, weight[..., None], axis=(0, 1)),
+        "adaptive_trajectory": chunk_moments(adaptive_mean.mean(axis=1), weight, axis=0),
+        "adaptive_accuracy_sum": (accuracy[picks] * fits * weight4).sum(axis=(0, 1, 2)),
+        "adaptive_loss_sum": (loss[picks] * weight4).sum(axis=(0, 1, 2)),
+        "adaptive_outage": ((~fits) * weight4).sum(axis=(0, 1, 2)),
+        "split_count_per_step": jnp.moveaxis(split_one_hot.sum(axis=(0, 1)), 0, 1),  # [P, T, L+1]
+        "histogram": histogram,
+    }
+
+
+@dataclasses.dataclass
+class StudyStats:
+    """Merged statistics of every stream: the K candidates, then the P adaptive policies.
+
+    Energies are J per inference. "Run" units are the mean over the T steps
+    of one (trajectory, realization); "trajectory" units average a
+    trajectory's R realizations too.
+
+    Attributes:
+        energy: Moments over all samples, [S].
+        energy_per_step: Moments over (trajectory, realization) at each step, [T, S].
+        run_energy: Moments of run means, [S].
+        trajectory_energy: Moments of trajectory means, [S]; its ci95 is the
+            confidence interval of the mean energy.
+        outage_share: share of inferences whose payload missed the cap, [S].
+        accuracy: effective accuracy (a failed inference counts as wrong), [S].
+        loss: mean test loss of the chosen candidates, [S].
         split_count_per_step: adaptive policies' choices per split, [P, T, L+1].
-        candidate_count: adaptive policies' choices per candidate, [P, K].
-        samples: number of (trajectory, step) samples.
+        quantiles: energy quantiles from the inverse-rate histogram, [len(QUANTILES), S].
+        samples, trajectories, realizations: the study size.
     """
 
     energy: Moments
     energy_per_step: Moments
+    run_energy: Moments
     trajectory_energy: Moments
-    accuracy_sum: np.ndarray
-    loss_sum: np.ndarray
-    outage_count: np.ndarray
+    outage_share: np.ndarray
+    accuracy: np.ndarray
+    loss: np.ndarray
     split_count_per_step: np.ndarray
-    candidate_count: np.ndarray
+    quantiles: np.ndarray
     samples: int
+    trajectories: int
+    realizations: int
+    chunk_size: int = 0
+    devices: int = 1
 
-    def merge(self, other: "StreamStats") -> "StreamStats":
-        return StreamStats(
-            energy=self.energy.merge(other.energy),
-            energy_per_step=self.energy_per_step.merge(other.energy_per_step),
-            trajectory_energy=self.trajectory_energy.merge(other.trajectory_energy),
-            accuracy_sum=self.accuracy_sum + other.accuracy_sum,
-            loss_sum=self.loss_sum + other.loss_sum,
-            outage_count=self.outage_count + other.outage_count,
-            split_count_per_step=self.split_count_per_step + other.split_count_per_step,
-            candidate_count=self.candidate_count + other.candidate_count,
-            samples=self.samples + other.samples,
-        )
+    def ci95(self) -> tuple[np.ndarray, np.ndarray]:
+        """95% interval of the mean energy from independent units: trajectories, or runs when N = 1."""
+        units = self.trajectory_energy if self.trajectories > 1 else self.run_energy
+        return units.ci95()
 
+    def variance_components(self) -> dict[str, np.ndarray]:
+        """Split the variance of run means into path (between trajectories) and fading (between realizations).
 
-@functools.partial(jax.jit, static_argnames=("steps", "num_splits", "cap_s", "tx_power_w"))
-def _run_chunk(key, trajectory_index, valid, path_gain, rho, bandwidth_hz, noise_density, energy_local, bits_sent,
-               accuracy, loss, split, allowed, *, steps, num_splits, cap_s, tx_power_w):
-    """Simulate one chunk of trajectories and reduce it; shapes as in ``simulate``."""
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, trajectory_index)
-    fading = jax.vmap(rayleigh_gauss_markov, in_axes=(0, None, None))(keys, steps, rho)  # [n, T]
-    rate = shannon_rate(bandwidth_hz, tx_power_w, path_gain[None, :] * fading, noise_density)
-    energy, fits = sample_energy(energy_local, bits_sent, 1.0 / rate, cap_s, tx_power_w)  # [n, T, K]
-
-    picks = jax.vmap(select_argmin, in_axes=(None, None, 0))(energy, fits, allowed)  # [P, n, T]
-    picks = jnp.moveaxis(picks, 0, -1)  # [n, T, P]
-    stream_energy = jnp.concatenate([energy, jnp.take_along_axis(energy, picks, axis=-1)], axis=-1)
-    stream_fits = jnp.concatenate([fits, jnp.take_along_axis(fits, picks, axis=-1)], axis=-1)
-    num_candidates = energy.shape[-1]
-    stream_candidate = jnp.concatenate(
-        [jnp.broadcast_to(jnp.arange(num_candidates), energy.shape), picks], axis=-1)  # [n, T, S]
-
-    weight = valid.astype(jnp.float32)[:, None, None]  # [n, 1, 1]
-    effective_accuracy = accuracy[stream_candidate] * stream_fits
-    trajectory_mean = stream_energy.mean(axis=1)  # [n, S]
-    split_one_hot = jax.nn.one_hot(split[picks], num_splits, dtype=jnp.float32) * weight[..., None]
-    candidate_one_hot = jax.nn.one_hot(picks, num_candidates, dtype=jnp.float32) * weight[..., None]
-
-    return {
-        "energy": chunk_moments(stream_energy, weight, axis=(0, 1)),
-        "energy_per_step": chunk_moments(stream_energy, weight, axis=0),
-        "trajectory_energy": chunk_moments(trajectory_mean, weight[:, 0], axis=0),
-        "accuracy_sum": (effective_accuracy * weight).sum(axis=(0, 1)),
-        "loss_sum": (loss[stream_candidate] * weight).sum(axis=(0, 1)),
-        "outage_count": ((~stream_fits) * weight).sum(axis=(0, 1)),
-        "split_count_per_step": jnp.moveaxis(split_one_hot.sum(axis=0), 1, 0),  # [P, T, L+1]
-        "candidate_count": candidate_one_hot.sum(axis=(0, 1)),  # [P, K]
-    }
+        With m_ir the run means and m_i their trajectory means,
+        ``sum (m_ir - m)^2 = sum (m_ir - m_i)^2 + R sum (m_i - m)^2``.
+        Returns per-stream variances [S]; the fading part is zero when R = 1.
+        """
+        n, r = self.trajectories, self.realizations
+        between = self.trajectory_energy.variance
+        within_m2 = np.maximum(self.run_energy.m2 - r * self.trajectory_energy.m2, 0.0)
+        within = within_m2 / (n * (r - 1)) if r > 1 else np.zeros_like(between)
+        return {"between_trajectories": between, "between_realizations": within}
 
 
-def simulate(table: CandidateTable, link: LinkModel, allowed: np.ndarray, *, trajectories: int, chunk_size: int,
-             key: jax.Array, progress: bool = True) -> StreamStats:
-    """Run the Monte-Carlo study and return the merged statistics of every stream.
+def _moments(triple) -> Moments:
+    return Moments.from_chunk(*triple)
+
+
+def _merge_over_steps(per_step: Moments) -> Moments:
+    """Merge per-step moments [T, S] into moments over all samples [S] (Chan et al.)."""
+    count = per_step.count.sum(axis=0)
+    mean = (per_step.count * per_step.mean).sum(axis=0) / np.maximum(count, 1.0)
+    m2 = per_step.m2.sum(axis=0) + (per_step.count * (per_step.mean - mean) ** 2).sum(axis=0)
+    return Moments(count, mean, m2)
+
+
+def _energy_at(table: CandidateTable, tables: SelectionTables, inv_rate: np.ndarray) -> np.ndarray:
+    """Energy of every stream at given inverse rates, float64 [len(inv_rate), K + P], on the host."""
+    threshold = tables.threshold.astype(np.float64)
+    x = inv_rate[:, None]
+    sends = table.tx_coeff > 0
+    fixed = table.energy_local_j + np.where(sends, table.tx_coeff * np.minimum(x, np.where(sends, threshold, 0.0)), 0.0)
+    adaptive = []
+    for envelope in tables.envelopes:
+        pick = envelope.candidate[np.searchsorted(envelope.inv_rate, inv_rate, side="left")]
+        adaptive.append(fixed[np.arange(len(inv_rate)), pick])
+    return np.concatenate([fixed, np.stack(adaptive, axis=1)], axis=1) if adaptive else fixed
+
+
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels) -> np.ndarray:
+    """Quantiles of each column of ``values`` [bins, S] under bin weights [bins]."""
+    out = np.empty((len(levels), values.shape[1]))
+    for column in range(values.shape[1]):
+        order = np.argsort(values[:, column], kind="stable")
+        cumulative = np.cumsum(weights[order])
+        positions = np.searchsorted(cumulative, np.asarray(levels) * cumulative[-1], side="left")
+        out[:, column] = values[order, column][np.minimum(positions, len(order) - 1)]
+    return out
+
+
+def simulate(table: CandidateTable, link: LinkModel, allowed: np.ndarray, *, trajectories: int, realizations: int = 1,
+             chunk_size: int | None = None, memory_budget_bytes: float = 512 * 2**20, method: str = "breakpoints",
+             key: jax.Array, progress: bool = True) -> tuple[StudyStats, tuple]:
+    """Run the Monte-Carlo study; return the merged statistics of every stream and each policy's Breakpoints.
 
     Args:
-        table: K candidates with ``energy_local_j``, ``bits_sent``, ``accuracy``,
-            ``loss`` and ``split``.
+        table: K candidates (costs, payloads, test accuracy and loss, split).
         link: path gain per step (its length is T), fading correlation and radio.
-        allowed: bool [P, K], the candidate set of each adaptive policy.
-        trajectories: N. chunk_size: trajectories per jitted call.
-        key: PRNG key; trajectory i draws its fading from ``fold_in(key, i)``.
+        allowed: bool [P, K], the candidate set of each adaptive policy (P >= 1).
+        trajectories: N. realizations: R independent fading draws per trajectory.
+        chunk_size: trajectories per jitted call; None derives it from
+            ``memory_budget_bytes``. Rounded up to a multiple of the device count.
+        method: ``"breakpoints"`` (searchsorted) or ``"argmin"`` (brute force).
+        key: PRNG key of the study.
 
-    The transmission cap is the step duration ``link.step_s``.
+    The transmission cap is the step duration ``link.step_s``. The trajectory
+    axis of each chunk is sharded over all local devices.
     """
+    if method not in SELECTION_METHODS:
+        raise ValueError(f"select.method must be one of {', '.join(SELECTION_METHODS)}, got {method!r}")
+    allowed = np.atleast_2d(np.asarray(allowed, bool))
     steps = len(link.path_gain)
+    tables = build_selection_tables(table, allowed, link.step_s)
+    devices = jax.devices()
+
+    if chunk_size is None:
+        per_sample = bytes_per_sample(len(tables.group_threshold), len(allowed), len(table), method)
+        chunk_size = chunk_trajectories(memory_budget_bytes, realizations, steps, per_sample, len(devices))
     chunk_size = min(chunk_size, trajectories)
-    num_splits = int(table.split.max()) + 1
+    chunk_size = math.ceil(chunk_size / len(devices)) * len(devices)
+    sharding = NamedSharding(Mesh(np.asarray(devices), ("trajectory",)), PartitionSpec("trajectory"))
+
     constants = dict(
         path_gain=jnp.asarray(link.path_gain, jnp.float32), rho=jnp.float32(link.rho),
-        bandwidth_hz=jnp.float32(link.bandwidth_hz), noise_density=jnp.float32(link.noise_density_w_per_hz),
-        energy_local=jnp.asarray(table.energy_local_j, jnp.float32), bits_sent=jnp.asarray(table.bits_sent, jnp.float32),
-        accuracy=jnp.asarray(table.accuracy, jnp.float32), loss=jnp.asarray(table.loss, jnp.float32),
-        split=jnp.asarray(table.split, jnp.int32), allowed=jnp.asarray(allowed, bool))
+        bandwidth_hz=jnp.float32(link.bandwidth_hz), tx_power_w=jnp.float32(link.tx_power_w),
+        noise_density=jnp.float32(link.noise_density_w_per_hz),
+        energy_local=jnp.asarray(table.energy_local_j, jnp.float32), tx_coeff=jnp.asarray(table.tx_coeff, jnp.float32),
+        threshold=jnp.asarray(tables.threshold), group_threshold=jnp.asarray(tables.group_threshold),
+        group=jnp.asarray(tables.group), accuracy=jnp.asarray(table.accuracy, jnp.float32),
+        loss=jnp.asarray(table.loss, jnp.float32), split=jnp.asarray(table.split, jnp.int32),
+        allowed=jnp.asarray(allowed), breakpoint_inv_rate=jnp.asarray(tables.breakpoint_inv_rate),
+        breakpoint_candidate=jnp.asarray(tables.breakpoint_candidate))
+    num_splits = int(table.split.max()) + 1
 
-    total = None
+    totals = None
     starts = range(0, trajectories, chunk_size)
+    log.info("Monte Carlo: %d trajectories x %d realizations x %d steps in %d chunks of %d trajectories on %d device(s)",
+             trajectories, realizations, steps, len(starts), chunk_size, len(devices))
     for start in tqdm(starts, desc="monte carlo", unit="chunk", disable=not progress, leave=False):
         index = np.arange(start, start + chunk_size)
         valid = index < trajectories
-        out = _run_chunk(key, jnp.asarray(index, jnp.uint32), jnp.asarray(valid), **constants, steps=steps,
-                         num_splits=num_splits, cap_s=float(link.step_s), tx_power_w=float(link.tx_power_w))
+        out = _run_chunk(key, jax.device_put(index.astype(np.uint32), sharding), jax.device_put(valid, sharding),
+                         **constants, steps=steps, realizations=realizations, method=method, num_splits=num_splits)
         out = jax.device_get(out)
-        chunk = StreamStats(
-            energy=Moments.from_chunk(*out["energy"]),
-            energy_per_step=Moments.from_chunk(*out["energy_per_step"]),
-            trajectory_energy=Moments.from_chunk(*out["trajectory_energy"]),
-            accuracy_sum=np.asarray(out["accuracy_sum"], np.float64),
-            loss_sum=np.asarray(out["loss_sum"], np.float64),
-            outage_count=np.asarray(out["outage_count"], np.float64),
-            split_count_per_step=np.asarray(out["split_count_per_step"], np.float64),
-            candidate_count=np.asarray(out["candidate_count"], np.float64),
-            samples=int(valid.sum()) * steps,
-        )
-        total = chunk if total is None else total.merge(chunk)
-    return total
+        chunk = {name: (_moments(value) if isinstance(value, tuple) else np.asarray(value, np.float64))
+                 for name, value in out.items()}
+        if totals is None:
+            totals = chunk
+        else:
+            totals = {name: (totals[name].merge(value) if isinstance(value, Moments) else totals[name] + value)
+                      for name, value in chunk.items()}
+
+    stats = _finalize(totals, table, tables, trajectories, realizations, steps)
+    return dataclasses.replace(stats, chunk_size=chunk_size, devices=len(devices)), tables.envelopes
+
+
+def _finalize(totals: dict, table: CandidateTable, tables: SelectionTables, trajectories: int, realizations: int,
+              steps: int) -> StudyStats:
+    """Turn merged chunk reductions into per-stream statistics."""
+    samples = trajectories * realizations * steps
+    clipped = totals["clipped_per_step"]  # [T, J]
+    group, coeff = tables.group, table.tx_coeff
+
+    fixed_per_step = Moments(clipped.count[:, group], table.energy_local_j + coeff * clipped.mean[:, group],
+                             coeff**2 * clipped.m2[:, group])
+    adaptive_per_step = totals["adaptive_per_step"]
+    per_step = Moments(np.concatenate([fixed_per_step.count, adaptive_per_step.count], axis=1),
+                       np.concatenate([fixed_per_step.mean, adaptive_per_step.mean], axis=1),
+                       np.concatenate([fixed_per_step.m2, adaptive_per_step.m2], axis=1))
+
+    def joined(fixed: Moments, adaptive: Moments) -> Moments:
+        return Moments(np.concatenate([np.broadcast_to(fixed.count, fixed.mean.shape),
+                                       np.broadcast_to(adaptive.count, adaptive.mean.shape)]),
+                       np.concatenate([fixed.mean, adaptive.mean]), np.concatenate([fixed.m2, adaptive.m2]))
+
+    fixed_outage = totals["over_threshold"][group] / samples
+    outage = np.concatenate([fixed_outage, totals["adaptive_outage"] / samples])
+    accuracy = np.concatenate([table.accuracy * (1.0 - fixed_outage), totals["adaptive_accuracy_sum"] / samples])
+    loss = np.concatenate([table.loss, totals["adaptive_loss_sum"] / samples])
+
+    low, high = HISTOGRAM_LOG10_RANGE
+    centres = 10.0 ** (low + (np.arange(HISTOGRAM_BINS) + 0.5) * (high - low) / HISTOGRAM_BINS)
+    quantiles = _weighted_quantiles(_energy_at(table, tables, centres), totals["histogram"], QUANTILES)
+
+    return StudyStats(energy=_merge_over_steps(per_step), energy_per_step=per_step,
+                      run_energy=joined(totals["fixed_run"], totals["adaptive_run"]),
+                      trajectory_energy=joined(totals["fixed_trajectory"], totals["adaptive_trajectory"]),
+                      outage_share=outage, accuracy=accuracy, loss=loss,
+                      split_count_per_step=totals["split_count_per_step"], quantiles=quantiles, samples=samples,
+                      trajectories=trajectories, realizations=realizations)

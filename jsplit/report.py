@@ -21,6 +21,8 @@ import numpy as np
 import yaml
 from hydra.experimental.callback import Callback
 
+from jsplit.select import ADAPTIVE_POLICIES
+
 log = logging.getLogger(__name__)
 
 POLICY_CSV_COLUMNS = ("policy", "energy_mean_j", "energy_std_j", "energy_ci95_low_j", "energy_ci95_high_j",
@@ -79,7 +81,7 @@ def policy_rows(results: dict) -> list[dict]:
 
 
 def write_run(out_dir: Path, results: dict, table, stats, link, streams: dict[str, int], adaptive_names: list[str],
-              timing_s: dict[str, float]) -> None:
+              envelopes, timing_s: dict[str, float]) -> None:
     """Write results.json, candidates.csv, policies.csv and the plots of one run into ``out_dir``.
 
     ``timing_s`` contains the seconds of the earlier stages; the time spent here
@@ -98,6 +100,8 @@ def write_run(out_dir: Path, results: dict, table, stats, link, streams: dict[st
     if adaptive_names:
         _write_atomic(out_dir / "adaptive_split_share.png",
                       _png_bytes(plot_split_share(stats, link, adaptive_names)))
+        _write_atomic(out_dir / "breakpoints.png",
+                      _png_bytes(plot_breakpoints(results, table, envelopes, link, adaptive_names)))
     _write_atomic(out_dir / "policy_energy_co2.png", _png_bytes(plot_policy_bars(results)))
 
     results = dict(results, timing_s={**timing_s, "outputs": time.perf_counter() - start})
@@ -149,7 +153,8 @@ def plot_split_share(stats, link, adaptive_names: list[str]):
     time_s = np.arange(len(link.path_gain)) * link.step_s
     figure, axes = plt.subplots(len(adaptive_names), 1, figsize=(9, 3.2 * len(adaptive_names)), sharex=True,
                                 squeeze=False)
-    for axis, name, counts in zip(axes[:, 0], adaptive_names, stats.split_count_per_step):
+    for axis, name in zip(axes[:, 0], adaptive_names):
+        counts = stats.split_count_per_step[ADAPTIVE_POLICIES.index(name)]
         shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)  # [T, L+1]
         axis.stackplot(time_s, shares.T, labels=[f"split {s}" for s in range(shares.shape[1])])
         axis.set_ylim(0, 1)
@@ -157,6 +162,35 @@ def plot_split_share(stats, link, adaptive_names: list[str]):
         axis.set_title(name)
         axis.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("time [s]")
+    return figure
+
+
+def plot_breakpoints(results: dict, table, envelopes, link, adaptive_names: list[str]):
+    """Split chosen by each adaptive policy as a function of the SNR, with the SNR range of the run shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    snr_db = np.linspace(-20.0, 70.0, 2000)
+    inv_rate = 1.0 / (link.bandwidth_hz * np.log2(1.0 + 10.0 ** (snr_db / 10.0)))
+    figure, axes = plt.subplots(len(adaptive_names), 1, figsize=(9, 2.8 * len(adaptive_names)), sharex=True,
+                                squeeze=False)
+    mean_snr = link.mean_snr_db()
+    for axis, name in zip(axes[:, 0], adaptive_names):
+        envelope = envelopes[ADAPTIVE_POLICIES.index(name)]
+        chosen = envelope.candidate[np.searchsorted(envelope.inv_rate, inv_rate, side="left")]
+        axis.axvspan(mean_snr.min(), mean_snr.max(), color="0.9", label="mean SNR along the path")
+        axis.step(snr_db, table.split[chosen], where="mid", color="tab:blue", label="split")
+        sparsity = table.sparsity[chosen]
+        axis.scatter(snr_db[::40], table.split[chosen][::40], c=sparsity[::40], cmap="viridis", vmin=0, vmax=1,
+                     s=14, zorder=3, label="sparsity (colour)")
+        axis.set_yticks(range(int(table.split.max()) + 1))
+        axis.set_ylabel("split layer")
+        axis.set_title(f"{name}: optimal split against SNR (B = {link.bandwidth_hz:g} Hz)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="center right")
+    axes[-1, 0].set_xlabel("instantaneous SNR [dB]")
     return figure
 
 

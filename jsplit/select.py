@@ -10,6 +10,8 @@ does, takes the cheapest failure, so energies stay finite even at R = 0.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,24 +21,37 @@ from jsplit.profile import CandidateTable
 ADAPTIVE_POLICIES = ("adaptive", "adaptive_uncompressed")
 
 
-def sample_energy(energy_local_j, bits_sent, inv_rate, cap_s: float, tx_power_w: float):
+def transmit_thresholds(bits_sent, cap_s: float) -> np.ndarray:
+    """Largest inverse rate at which each payload fits in the cap: ``t_k = cap / bits_k`` [s/bit].
+
+    Returns float32 [K], ``inf`` for candidates that send nothing. Both
+    selectors compare ``1/R <= t_k`` against these same float32 values, so
+    they agree on feasibility exactly.
+    """
+    bits = np.asarray(bits_sent, np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(bits > 0, cap_s / bits, np.inf).astype(np.float32)
+
+
+def sample_energy(energy_local_j, tx_coeff, thresholds, inv_rate):
     """Energy per inference and whether the payload fits in the cap.
+
+    ``E_k = c_k + a_k * min(1/R, t_k)``: below the threshold this is
+    ``c_k + P_tx bits_k / R``, above it the capped cost ``c_k + P_tx * cap``.
 
     Args:
         energy_local_j: c_k [J], shape [K].
-        bits_sent: payload bits, shape [K].
+        tx_coeff: a_k = P_tx * bits_k [J bit/s], shape [K].
+        thresholds: t_k from ``transmit_thresholds`` [s/bit], shape [K].
         inv_rate: 1 / R [s/bit], any shape [...]; ``inf`` for R = 0.
-        cap_s: transmission time cap [s].
-        tx_power_w: P_tx [W].
 
     Returns:
         (energy [..., K] in J, fits [..., K] bool). A candidate that sends
         nothing always fits and costs c_k.
     """
-    bits = jnp.asarray(bits_sent, jnp.float32)
-    tx_time = jnp.where(bits > 0, bits * inv_rate[..., None], 0.0)
-    fits = tx_time <= cap_s
-    energy = energy_local_j + tx_power_w * jnp.where(fits, tx_time, cap_s)
+    x = inv_rate[..., None]
+    fits = x <= thresholds
+    energy = energy_local_j + jnp.where(tx_coeff > 0, tx_coeff * jnp.minimum(x, thresholds), 0.0)
     return energy, fits
 
 
@@ -97,3 +112,103 @@ def fixed_policy_candidates(table: CandidateTable, budget: np.ndarray, mean_ener
         "full_local_uncompressed": cheapest(uncompressed & (table.split == last_split), mean_energy_j,
                                             "full_local_uncompressed"),
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class Breakpoints:
+    """The optimal candidate as a piecewise-constant function of the inverse rate x = 1/R.
+
+    Segment i covers ``(inv_rate[i-1], inv_rate[i]]`` (the first starts at 0,
+    the last ends at infinity) and selects ``candidate[i]``.
+
+    Attributes:
+        inv_rate: float64 [B], increasing segment ends [s/bit].
+        candidate: int32 [B + 1], candidate index per segment.
+    """
+
+    inv_rate: np.ndarray
+    candidate: np.ndarray
+
+    def snr_db(self, bandwidth_hz: float) -> np.ndarray:
+        """The breakpoints as SNR thresholds [dB]: ``snr = 2^(1 / (B x)) - 1``, decreasing."""
+        with np.errstate(over="ignore", divide="ignore"):
+            snr = np.expm1(np.log(2.0) / (bandwidth_hz * self.inv_rate))
+            return 10.0 * np.log10(snr)
+
+
+def lower_envelope(energy_local_j, tx_coeff, thresholds, allowed) -> Breakpoints:
+    """Exact breakpoints of the selection rule of ``select_argmin`` over the allowed candidates.
+
+    Between consecutive feasibility thresholds the set of fitting candidates is
+    fixed, and the cheapest of the lines ``c_k + a_k x`` changes only where the
+    lower envelope of those lines has a corner. Past the last finite threshold
+    of a sending candidate, only candidates that send nothing fit; when none
+    fits, the cheapest failure ``c_k + P_tx * cap`` is constant in x. Ties go
+    to the smaller slope, then to the lower index.
+
+    Args:
+        energy_local_j, tx_coeff: c_k and a_k, shape [K].
+        thresholds: float32 [K] from ``transmit_thresholds``.
+        allowed: bool [K], at least one True.
+
+    Returns:
+        Breakpoints whose lookup gives, at every x, a candidate of the same
+        energy as ``select_argmin`` (up to float32 rounding at the corners).
+    """
+    c = np.asarray(energy_local_j, np.float64)
+    a = np.asarray(tx_coeff, np.float64)
+    t = np.asarray(thresholds, np.float32).astype(np.float64)
+    pool = np.flatnonzero(np.asarray(allowed, bool))
+    if pool.size == 0:
+        raise ValueError("lower_envelope needs at least one allowed candidate")
+
+    failure_cost = c + np.where(a > 0, a * np.where(np.isfinite(t), t, 0.0), 0.0)
+    edges = np.concatenate([[0.0], np.unique(t[pool][np.isfinite(t[pool])]), [np.inf]])
+    ends, chosen = [], []
+
+    for low, high in zip(edges[:-1], edges[1:]):
+        feasible = pool[t[pool] >= high]
+        if feasible.size == 0:
+            ends.append(high)
+            chosen.append(int(pool[_first_min(failure_cost[pool])]))
+            continue
+
+        x = low
+        current = int(feasible[_first_min_lexsort(c[feasible] + a[feasible] * x, a[feasible])])
+        while True:
+            flatter = feasible[a[feasible] < a[current]]
+            crossing = (c[flatter] - c[current]) / (a[current] - a[flatter])
+            ahead = crossing > x
+            if not ahead.any() or crossing[ahead].min() >= high:
+                break
+            x = float(crossing[ahead].min())
+            at_corner = flatter[ahead][crossing[ahead] == x]
+            ends.append(x)
+            chosen.append(current)
+            current = int(at_corner[_first_min_lexsort(a[at_corner], at_corner)])
+        ends.append(high)
+        chosen.append(current)
+
+    return _merge_segments(np.asarray(ends), np.asarray(chosen, np.int32))
+
+
+def _first_min(values: np.ndarray) -> int:
+    return int(np.argmin(values))
+
+
+def _first_min_lexsort(primary: np.ndarray, secondary: np.ndarray) -> int:
+    """Index of the smallest ``primary``, ties broken by the smallest ``secondary``, then position."""
+    return int(np.lexsort((np.arange(len(primary)), secondary, primary))[0])
+
+
+def _merge_segments(ends: np.ndarray, chosen: np.ndarray) -> Breakpoints:
+    keep = np.ones(len(chosen), bool)
+    keep[:-1] = chosen[:-1] != chosen[1:]
+    ends, chosen = ends[keep], chosen[keep]
+    return Breakpoints(inv_rate=ends[:-1].astype(np.float64), candidate=chosen)
+
+
+def select_breakpoints(inv_rate, breakpoint_inv_rate, candidate):
+    """Look up the optimal candidate per sample: int32 [...] from 1/R [...] with ``searchsorted``."""
+    segment = jnp.searchsorted(breakpoint_inv_rate, inv_rate, side="left", method="scan_unrolled")
+    return candidate[segment]

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import hydra
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -96,7 +97,6 @@ def prepare_models(cfg, net, data):
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run one job of the study and write its outputs to ``out_dir``; return the results dict."""
     import jax
-    import numpy as np
 
     from jsplit import report
     from jsplit.channel import build_link, doppler_hz
@@ -105,7 +105,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     from jsplit.model import build_network
     from jsplit.montecarlo import simulate
     from jsplit.profile import EnergyProfile, build_table, dense_macs
-    from jsplit.select import adaptive_masks, budget_mask, fixed_policy_candidates, reference_accuracy
+    from jsplit.select import ADAPTIVE_POLICIES, adaptive_masks, budget_mask, fixed_policy_candidates, reference_accuracy
     from jsplit.train import evaluate
 
     timer = _Timer()
@@ -137,13 +137,16 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
              cfg.policy.accuracy_margin_pp, reference_accuracy(table))
 
     with timer.stage("monte_carlo"):
-        adaptive_names = [name for name in adaptive_sets if name in cfg.policy.names]
-        allowed = np.stack([adaptive_sets[name] for name in adaptive_names] or [budget])
-        stats = simulate(table, link, allowed, trajectories=cfg.mc.trajectories, chunk_size=cfg.mc.chunk_size,
-                         key=jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1))
+        adaptive_names = list(ADAPTIVE_POLICIES)
+        allowed = np.stack([adaptive_sets[name] for name in adaptive_names])
+        stats, envelopes = simulate(table, link, allowed, trajectories=cfg.mc.trajectories,
+                                    realizations=cfg.mc.realizations, chunk_size=cfg.mc.chunk_size,
+                                    memory_budget_bytes=cfg.mc.memory_budget_mb * 2**20, method=cfg.select.method,
+                                    key=jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1))
     fixed = fixed_policy_candidates(table, budget, stats.energy.mean[: len(table)])
     streams = {name: len(table) + i for i, name in enumerate(adaptive_names)}
     streams.update({name: index for name, index in fixed.items()})
+    shown = [name for name in adaptive_names if name in cfg.policy.names]
 
     results = {
         "dataset": {"name": data.name, "train_size": len(data.x_train), "test_size": len(data.x_test),
@@ -153,8 +156,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "compression": [{"sparsity": s, "measured_sparsity": m} for s, m in zip([0.0] + sparsities,
                                                                                   record["measured_sparsity"])],
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "monte_carlo": {"trajectories": cfg.mc.trajectories, "steps": cfg.mc.steps, "samples": stats.samples,
-                        "seed": cfg.seed, "chunk_size": cfg.mc.chunk_size, "fading_correlation": link.rho,
+        "monte_carlo": {"trajectories": cfg.mc.trajectories, "steps": cfg.mc.steps,
+                        "realizations": cfg.mc.realizations, "samples": stats.samples, "seed": cfg.seed,
+                        "chunk_size": stats.chunk_size, "devices": stats.devices, "selection": cfg.select.method,
+                        "fading_correlation": link.rho,
                         "doppler_hz": doppler_hz(cfg.trajectory.speed_mps, cfg.channel.carrier_hz),
                         "mean_snr_db_min": float(link.mean_snr_db().min()),
                         "mean_snr_db_max": float(link.mean_snr_db().max())},
@@ -162,19 +167,21 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
                    "candidates": len(table), "candidates_in_budget": int(budget.sum())},
         "policies": {name: summarize_policy(name, streams[name], stats, table, cfg, adaptive_names)
                      for name in cfg.policy.names},
+        "breakpoints": {name: describe_breakpoints(envelopes[adaptive_names.index(name)], table, link.bandwidth_hz)
+                        for name in shown},
     }
 
-    report.write_run(out_dir, results, table, stats, link, streams, adaptive_names, timer.seconds)
+    report.write_run(out_dir, results, table, stats, link, streams, shown, envelopes, timer.seconds)
     return results
 
 
 def summarize_policy(name: str, stream: int, stats, table, cfg, adaptive_names) -> dict:
     """Turn one stream's statistics into its entry of ``results.json``."""
-    import numpy as np
+    from jsplit.montecarlo import QUANTILES
 
     samples = stats.samples
     mean = float(stats.energy.mean[stream])
-    low, high = (float(v[stream]) for v in stats.trajectory_energy.ci95())
+    low, high = (float(v[stream]) for v in stats.ci95())
     joules_to_g_co2 = cfg.carbon.intensity_kg_per_kwh * 1000.0 / 3.6e6
     num_splits = int(table.split.max()) + 1
 
@@ -186,21 +193,47 @@ def summarize_policy(name: str, stream: int, stats, table, cfg, adaptive_names) 
         split_share = {str(s): float(s == table.split[stream]) for s in range(num_splits)}
         candidate = {key: value for key, value in table.rows()[stream].items()}
 
+    components = stats.variance_components()
     entry = {
-        "energy_per_inference_j": {"mean": mean, "std": float(stats.energy.std[stream]),
-                                   "ci95_low": low, "ci95_high": high},
+        "energy_per_inference_j": {
+            "mean": mean, "std": float(stats.energy.std[stream]), "ci95_low": low, "ci95_high": high,
+            **{f"q{round(level * 100):02d}": float(stats.quantiles[i, stream]) for i, level in enumerate(QUANTILES)},
+        },
         "co2_per_inference_g": mean * joules_to_g_co2,
-        "accuracy": float(stats.accuracy_sum[stream] / samples),
-        "loss": float(stats.loss_sum[stream] / samples),
+        "accuracy": float(stats.accuracy[stream]),
+        "loss": float(stats.loss[stream]),
         "split_share": split_share,
-        "outage_share": float(stats.outage_count[stream] / samples),
+        "outage_share": float(stats.outage_share[stream]),
         "deadline_miss_share": 0.0,
+        "run_mean_variance_j2": {part: float(values[stream]) for part, values in components.items()},
     }
     if candidate is not None:
         entry["candidate"] = candidate
     if not all(np.isfinite(v) for v in (mean, low, high, entry["accuracy"], entry["loss"])):
         raise FloatingPointError(f"policy {name} produced a non-finite statistic: {entry}")
     return entry
+
+
+def describe_breakpoints(envelope, table, bandwidth_hz: float) -> list[dict]:
+    """The optimal candidate per SNR interval, from low to high SNR, for results.json."""
+    # Segment i spans inverse rates (x[i-1], x[i]], that is rates from 1/x[i] up to 1/x[i-1]. An SNR too
+    # large for float64 (a rate far beyond any link) is written as null, like the open ends.
+    snr_db = envelope.snr_db(bandwidth_hz)
+    rate = 1.0 / envelope.inv_rate
+    segments = []
+    for index in reversed(range(len(envelope.candidate))):
+        k = int(envelope.candidate[index])
+        low_snr, low_rate = (snr_db[index], rate[index]) if index < len(rate) else (-np.inf, 0.0)
+        high_snr, high_rate = (snr_db[index - 1], rate[index - 1]) if index > 0 else (np.inf, np.inf)
+        segments.append({
+            "rate_bps_from": float(low_rate),
+            "rate_bps_to": float(high_rate) if np.isfinite(high_rate) else None,
+            "snr_db_from": float(low_snr) if np.isfinite(low_snr) else None,
+            "snr_db_to": float(high_snr) if np.isfinite(high_snr) else None,
+            "candidate": k, "sparsity": float(table.sparsity[k]), "split": int(table.split[k]),
+            "activation_bits": int(table.activation_bits[k]),
+        })
+    return segments
 
 
 def _remove_empty_run_dir(out_dir: Path) -> None:
@@ -217,6 +250,7 @@ def _remove_empty_run_dir(out_dir: Path) -> None:
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every checkpoint step at INFO
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU found" on every CPU run
     try:
         validate(OmegaConf.to_container(cfg, resolve=True))
         from jsplit.data import DataError
