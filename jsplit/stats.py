@@ -67,13 +67,20 @@ def chunk_moments(values, weights, axis):
 
     Args:
         values: float array. weights: 0/1 array broadcastable to ``values``
-            (0 marks padding in the last chunk).
+            (0 marks padding in the last chunk), or None when every sample counts.
         axis: int or tuple of axes to reduce.
 
     Returns:
         (count, mean, m2) as jax arrays with ``axis`` removed; count has the
-        shape of the reduced weights.
+        shape of the reduced weights (of ``values`` when weights is None).
     """
+    if weights is None:
+        axes = {a % values.ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+        kept_shape = tuple(size for a, size in enumerate(values.shape) if a not in axes)
+        count = jnp.full(kept_shape, float(np.prod([values.shape[a] for a in axes])), values.dtype)
+        mean = values.mean(axis=axis)
+        deviation = values - jnp.expand_dims(mean, axis)
+        return count, mean, (deviation * deviation).sum(axis=axis)
     weights = jnp.broadcast_to(weights, values.shape).astype(values.dtype)
     count = weights.sum(axis=axis)
     mean = (values * weights).sum(axis=axis) / jnp.maximum(count, 1.0)

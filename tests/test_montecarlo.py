@@ -134,7 +134,10 @@ def test_quantiles_bracket_the_mean(table):
 def test_chunk_size_from_memory_budget():
     per_sample = bytes_per_sample(num_groups=8, num_policies=2, num_candidates=40, method="breakpoints")
 
-    assert chunk_trajectories(512 * 2**20, 1, 1000, per_sample, devices=1) == 512 * 2**20 // (1000 * per_sample)
+    assert chunk_trajectories(512 * 2**20, 1, 1000, per_sample, devices=1, backend="gpu") == 512 * 2**20 // (
+        1000 * per_sample)
+    assert chunk_trajectories(512 * 2**20, 1, 1000, per_sample, devices=1, backend="cpu") == 2**18 // 1000
+    assert chunk_trajectories(2**20, 1, 1000, per_sample, devices=1, backend="cpu") == 2**20 // (1000 * per_sample)
     assert chunk_trajectories(512 * 2**20, 1, 1000, per_sample, devices=4) % 4 == 0
     assert chunk_trajectories(1.0, 1, 1000, per_sample, devices=2) == 2
 
