@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 POLICY_NAMES = (
     "adaptive",
     "adaptive_uncompressed",
+    "adaptive_outdated_csi",
     "static",
     "static_uncompressed",
     "full_offload",
@@ -22,9 +23,19 @@ POLICY_NAMES = (
 )
 MODELS = ("lenet300100",)
 PRUNING_SCOPES = ("global", "layer")
-PATH_LOSS_MODELS = ("log_distance",)
-FADING_MODELS = ("rayleigh",)
-TRAJECTORIES = ("straight",)
+PATH_LOSS_MODELS = ("free_space", "log_distance", "umi_los", "umi_nlos", "umi_mixed", "uma_los", "uma_nlos",
+                    "uma_mixed")
+FADING_MODELS = ("none", "rayleigh", "rician")
+FADING_PROCESSES = ("gauss_markov", "sum_of_sinusoids", "block")
+# Keys of each trajectory model besides name and step_s.
+TRAJECTORY_KEYS = {
+    "straight": ("speed_mps", "closest_m"),
+    "polyline": ("speed_mps", "waypoints_m"),
+    "circle": ("speed_mps", "center_m", "radius_m"),
+    "random_waypoint": ("area_m", "speed_range_mps", "pause_s"),
+    "trace": ("path",),
+}
+TRAJECTORIES = tuple(TRAJECTORY_KEYS)
 SELECTION_METHODS = ("breakpoints", "argmin")
 
 
@@ -93,7 +104,7 @@ def _section(cfg: Mapping, name: str, keys: Sequence[str]) -> Mapping:
 def validate(cfg: Mapping) -> None:
     """Check a resolved configuration (a plain dict or a DictConfig); raise ConfigError on the first bad value."""
     top_keys = ("data", "model", "train", "compression", "energy", "channel", "trajectory", "policy",
-                "bandwidth", "seed", "mc", "select", "carbon", "cache_dir")
+                "bandwidth", "seed", "mc", "select", "deadline_s", "csi", "carbon", "cache_dir")
     unknown = sorted(key for key in cfg if key not in top_keys and key != "hydra")
     if unknown:
         _fail(unknown[0], cfg[unknown[0]], "no such key; the top level accepts " + ", ".join(top_keys))
@@ -109,6 +120,11 @@ def validate(cfg: Mapping) -> None:
     _number(mc, "mc", "memory_budget_mb", minimum=0, exclusive=True, accepted="a positive number of MiB")
     select = _section(cfg, "select", ("method",))
     _choice(select, "select", "method", SELECTION_METHODS)
+    if cfg.get("deadline_s") is not None:
+        _number(cfg, "", "deadline_s", minimum=0, exclusive=True, accepted="a positive number of seconds or null")
+    csi = _section(cfg, "csi", ("delay_steps", "error_db"))
+    _integer(csi, "csi", "delay_steps", minimum=0, accepted="a non-negative number of steps")
+    _number(csi, "csi", "error_db", minimum=0, accepted="a non-negative standard deviation in dB")
 
     data = _section(cfg, "data", ("name", "path", "sha256", "train_size", "test_size"))
     _string(data, "data", "name")
@@ -180,20 +196,66 @@ def _validate_physics(cfg: Mapping) -> None:
     _number(energy, "energy", "sram_bytes", minimum=0, accepted="a non-negative number of bytes")
     _number(energy, "energy", "macs_per_s", minimum=0, exclusive=True, accepted="a positive number of MAC/s")
 
-    channel = _section(cfg, "channel", ("name", "tx_power_dbm", "noise_density_dbm_per_hz", "noise_figure_db",
-                                        "carrier_hz", "path_loss", "path_loss_exponent", "reference_m", "fading"))
+    channel = _section(cfg, "channel", (
+        "name", "tx_power_dbm", "noise_density_dbm_per_hz", "noise_figure_db", "carrier_hz", "path_loss",
+        "path_loss_exponent", "reference_m", "bs_height_m", "ut_height_m", "los_decorrelation_m", "shadowing_db",
+        "shadowing_decorrelation_m", "fading", "fading_process", "rician_k_db", "sinusoids", "block_steps",
+        "base_stations_m"))
     _string(channel, "channel", "name")
-    for key in ("tx_power_dbm", "noise_density_dbm_per_hz"):
-        _number(channel, "channel", key, accepted="a number in dBm")
-    _number(channel, "channel", "noise_figure_db", minimum=0, accepted="a non-negative number of dB")
+    for key in ("tx_power_dbm", "noise_density_dbm_per_hz", "rician_k_db"):
+        _number(channel, "channel", key, accepted="a number in dB or dBm")
+    for key in ("noise_figure_db", "shadowing_db"):
+        _number(channel, "channel", key, minimum=0, accepted="a non-negative number of dB")
     _number(channel, "channel", "carrier_hz", minimum=0, exclusive=True, accepted="a positive frequency in Hz")
     _choice(channel, "channel", "path_loss", PATH_LOSS_MODELS)
     _number(channel, "channel", "path_loss_exponent", minimum=0, exclusive=True, accepted="a positive number")
-    _number(channel, "channel", "reference_m", minimum=0, exclusive=True, accepted="a positive distance in metres")
+    for key in ("reference_m", "bs_height_m", "ut_height_m", "los_decorrelation_m", "shadowing_decorrelation_m"):
+        _number(channel, "channel", key, minimum=0, exclusive=True, accepted="a positive distance in metres")
     _choice(channel, "channel", "fading", FADING_MODELS)
+    _choice(channel, "channel", "fading_process", FADING_PROCESSES)
+    _integer(channel, "channel", "sinusoids", minimum=1, accepted="a positive integer")
+    _integer(channel, "channel", "block_steps", minimum=1, accepted="a positive integer")
+    _points(channel, "channel", "base_stations_m", minimum=1)
 
-    trajectory = _section(cfg, "trajectory", ("name", "speed_mps", "closest_m", "step_s"))
-    _choice(trajectory, "trajectory", "name", TRAJECTORIES)
-    _number(trajectory, "trajectory", "speed_mps", minimum=0, accepted="a non-negative speed in m/s")
-    _number(trajectory, "trajectory", "closest_m", minimum=0, exclusive=True, accepted="a positive distance in metres")
+    _validate_trajectory(cfg)
+
+
+def _points(cfg: Mapping, section: str, key: str, minimum: int):
+    value = cfg[key]
+    accepted = f"a list of at least {minimum} [x, y] points in metres"
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) < minimum:
+        _fail(f"{section}.{key}", value, accepted)
+    for point in value:
+        if (not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2
+                or not all(_is_number(v) for v in point)):
+            _fail(f"{section}.{key}", point, accepted)
+
+
+def _validate_trajectory(cfg: Mapping) -> None:
+    trajectory = cfg.get("trajectory")
+    name = trajectory.get("name") if isinstance(trajectory, Mapping) else None
+    if name not in TRAJECTORY_KEYS:
+        _fail("trajectory.name", name, "one of " + ", ".join(TRAJECTORIES))
+    trajectory = _section(cfg, "trajectory", ("name", "step_s", *TRAJECTORY_KEYS[name]))
     _number(trajectory, "trajectory", "step_s", minimum=0, exclusive=True, accepted="a positive duration in seconds")
+    if "speed_mps" in trajectory:
+        _number(trajectory, "trajectory", "speed_mps", minimum=0, accepted="a non-negative speed in m/s")
+    if name == "straight":
+        _number(trajectory, "trajectory", "closest_m", minimum=0, exclusive=True, accepted="a positive distance in metres")
+    elif name == "polyline":
+        _points(trajectory, "trajectory", "waypoints_m", minimum=2)
+    elif name == "circle":
+        _points({"center_m": [trajectory["center_m"]]}, "trajectory", "center_m", minimum=1)
+        _number(trajectory, "trajectory", "radius_m", minimum=0, exclusive=True, accepted="a positive radius in metres")
+    elif name == "random_waypoint":
+        area = trajectory["area_m"]
+        if (not isinstance(area, Sequence) or len(area) != 4 or not all(_is_number(v) for v in area)
+                or not (area[0] < area[1] and area[2] < area[3])):
+            _fail("trajectory.area_m", area, "[x_min, x_max, y_min, y_max] in metres with min < max")
+        speeds = trajectory["speed_range_mps"]
+        if (not isinstance(speeds, Sequence) or len(speeds) != 2 or not all(_is_number(v) for v in speeds)
+                or not 0 < speeds[0] <= speeds[1]):
+            _fail("trajectory.speed_range_mps", speeds, "[v_min, v_max] in m/s with 0 < v_min <= v_max")
+        _number(trajectory, "trajectory", "pause_s", minimum=0, accepted="a non-negative duration in seconds")
+    elif trajectory["path"] in (None, "???") or not isinstance(trajectory["path"], str):
+        _fail("trajectory.path", trajectory["path"], "the path of a CSV trace: set trajectory.path=/path/to/trace.csv")

@@ -35,9 +35,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jsplit.config import SELECTION_METHODS
-from jsplit.channel import LinkModel, rayleigh_gauss_markov, shannon_rate
+from jsplit.channel import LinkModel, trajectory_inverse_rates
 from jsplit.profile import CandidateTable
-from jsplit.select import lower_envelope, sample_energy, select_argmin, transmit_thresholds
+from jsplit.select import lower_envelope, sample_energy, select_argmin, transmit_caps, transmit_thresholds
 from jsplit.stats import Moments, chunk_moments
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 # Fixed log10 bins of the inverse rate [s/bit], for quantiles: 0.01 decade from 1e-12 to 1e2.
 HISTOGRAM_LOG10_RANGE = (-12.0, 2.0)
 HISTOGRAM_BINS = 1400
+# Fixed log10 bins of the adaptive policies' energy [J]: 0.01 decade from 1e-15 to 1.
+ENERGY_LOG10_RANGE = (-15.0, 0.0)
+ENERGY_BINS = 1500
 QUANTILES = (0.05, 0.5, 0.95, 0.99)
 
 
@@ -69,8 +72,8 @@ class SelectionTables:
     envelopes: tuple
 
 
-def build_selection_tables(table: CandidateTable, allowed: np.ndarray, cap_s: float) -> SelectionTables:
-    """Precompute thresholds, their groups and the breakpoints of each adaptive policy."""
+def build_selection_tables(table: CandidateTable, allowed: np.ndarray, cap_s) -> SelectionTables:
+    """Precompute thresholds, their groups and the breakpoints of each adaptive policy; ``cap_s`` is scalar or [K]."""
     threshold = transmit_thresholds(table.bits_sent, cap_s)
     group_threshold, group = np.unique(threshold, return_inverse=True)
     envelopes = tuple(lower_envelope(table.energy_local_j, table.tx_coeff, threshold, mask) for mask in allowed)
@@ -119,20 +122,23 @@ def _expand(weight, axes: int):
     return None if weight is None else weight.reshape(weight.shape + (1,) * axes)
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "realizations", "method", "num_splits", "padded"))
-def _run_chunk(key, trajectory_index, valid, path_gain, rho, bandwidth_hz, tx_power_w, noise_density, energy_local,
-               tx_coeff, threshold, group_threshold, group, accuracy, loss, split, allowed, breakpoint_inv_rate,
-               breakpoint_candidate, *, steps, realizations, method, num_splits, padded):
-    """Simulate one chunk of trajectories and reduce it to moments; see ``simulate`` for the shapes."""
-    def trajectory_keys(index):
-        base = jax.random.fold_in(key, index)
-        return jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.arange(realizations, dtype=jnp.uint32))
+@functools.partial(jax.jit, static_argnames=("spec", "realizations", "method", "num_splits", "padded", "stale"))
+def _run_chunk(key, trajectory_index, valid, channel_arrays, energy_local, tx_coeff, threshold, group_threshold, group,
+               accuracy, loss, split, allowed, breakpoint_inv_rate, breakpoint_candidate, *, spec, realizations,
+               method, num_splits, padded, stale):
+    """Simulate one chunk of trajectories and reduce it to moments; see ``simulate`` for the shapes.
 
-    keys = jax.vmap(trajectory_keys)(trajectory_index)  # [n, R]
-    fading = jax.vmap(jax.vmap(rayleigh_gauss_markov, in_axes=(0, None, None)), in_axes=(0, None, None))(
-        keys, steps, rho)  # [n, R, T]
-    rate = shannon_rate(bandwidth_hz, tx_power_w, path_gain * fading, noise_density)
-    inv_rate = 1.0 / rate  # [n, R, T], inf where R = 0
+    ``stale`` flags, per adaptive policy, whether it decides on the observed
+    (delayed or noisy) channel instead of the true one.
+    """
+    steps = spec.steps
+
+    def one_trajectory(index):
+        base = jax.random.fold_in(key, index)
+        realization_keys = jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.arange(realizations, dtype=jnp.uint32))
+        return trajectory_inverse_rates(spec, channel_arrays, base, realization_keys)
+
+    inv_rate, observed_inv_rate = jax.vmap(one_trajectory)(trajectory_index)  # [n, R, T] each, inf where R = 0
     # Padding trajectories of the last chunk get weight 0; full chunks skip the weighting entirely.
     weight = valid.astype(jnp.float32)[:, None] if padded else None  # [n, 1]
 
@@ -152,14 +158,19 @@ def _run_chunk(key, trajectory_index, valid, path_gain, rho, bandwidth_hz, tx_po
     fixed_run = chunk_moments(fixed_energy, _expand(weight, 1), axis=(0, 1))
     fixed_trajectory = chunk_moments(fixed_energy.mean(axis=1), weight, axis=0)
 
-    # Adaptive policies: one candidate per sample.
+    # Adaptive policies: one candidate per sample, chosen on the true or on the observed channel.
+    decisions = {False: inv_rate, True: observed_inv_rate} if any(stale) else {False: inv_rate}
     if method == "breakpoints":
         # One searchsorted on the union of all policies' breakpoints serves every policy.
-        segment = jnp.searchsorted(breakpoint_inv_rate, inv_rate, side="left", method="scan_unrolled")
-        picks = jnp.moveaxis(breakpoint_candidate[:, segment], 0, -1)  # [n, R, T, P]
+        segments = {flag: jnp.searchsorted(breakpoint_inv_rate, value, side="left", method="scan_unrolled")
+                    for flag, value in decisions.items()}
+        picks = jnp.stack([breakpoint_candidate[p][segments[flag]] for p, flag in enumerate(stale)], axis=-1)
     else:
-        energy_all, fits_all = sample_energy(energy_local, tx_coeff, threshold, inv_rate)
-        picks = jnp.stack([select_argmin(energy_all, fits_all, mask) for mask in allowed], axis=-1)
+        picks = []
+        for mask, flag in zip(allowed, stale):
+            energy_all, fits_all = sample_energy(energy_local, tx_coeff, threshold, decisions[flag])
+            picks.append(select_argmin(energy_all, fits_all, mask))
+        picks = jnp.stack(picks, axis=-1)  # [n, R, T, P]
     pick_local, pick_coeff, pick_threshold, pick_accuracy, pick_loss = (
         values[picks] for values in (energy_local, tx_coeff, threshold, accuracy, loss))
 
@@ -172,12 +183,15 @@ def _run_chunk(key, trajectory_index, valid, path_gain, rho, bandwidth_hz, tx_po
     if method == "breakpoints":
         # Per-step counts below each breakpoint give the count per segment, and each policy's split is
         # constant on a segment; this avoids a one-hot per sample.
-        below = jnp.stack([_weigh(inv_rate <= v, weight3).sum(axis=(0, 1), dtype=jnp.float32)
-                           for v in breakpoint_inv_rate], -1).reshape(steps, -1)
         runs = (valid.sum() if padded else valid.shape[0]) * realizations
-        below = jnp.concatenate([jnp.zeros((steps, 1)), below, jnp.full((steps, 1), runs, jnp.float32)], -1)
-        per_segment = jnp.diff(below, axis=-1)  # [T, U + 1]
-        split_count_per_step = jnp.einsum("tu,pus->pts", per_segment, split_of_pick[breakpoint_candidate])
+        per_segment = {}
+        for flag, value in decisions.items():
+            below = jnp.stack([_weigh(value <= v, weight3).sum(axis=(0, 1), dtype=jnp.float32)
+                               for v in breakpoint_inv_rate], -1).reshape(steps, -1)
+            below = jnp.concatenate([jnp.zeros((steps, 1)), below, jnp.full((steps, 1), runs, jnp.float32)], -1)
+            per_segment[flag] = jnp.diff(below, axis=-1)  # [T, U + 1]
+        split_count_per_step = jnp.stack([per_segment[flag] @ split_of_pick[breakpoint_candidate[p]]
+                                          for p, flag in enumerate(stale)])  # [P, T, L+1]
     else:
         split_count_per_step = jnp.moveaxis(_weigh(split_of_pick[picks], _expand(weight, 3)).sum(axis=(0, 1)), 0, 1)
 
@@ -188,6 +202,15 @@ def _run_chunk(key, trajectory_index, valid, path_gain, rho, bandwidth_hz, tx_po
     counted = jnp.ones(bins.shape, jnp.float32) if weight is None else jnp.broadcast_to(weight[..., None], bins.shape)
     histogram = jax.ops.segment_sum(counted.ravel(), bins.ravel(),
                                     num_segments=HISTOGRAM_BINS)
+
+    # The adaptive policies' energy is binned directly: a policy deciding on an observed channel is not a
+    # function of the true inverse rate alone.
+    low, high = ENERGY_LOG10_RANGE
+    energy_bins = jnp.clip(jnp.floor((jnp.log10(adaptive_energy) - low) / (high - low) * ENERGY_BINS), 0,
+                           ENERGY_BINS - 1).astype(jnp.int32) + ENERGY_BINS * jnp.arange(adaptive_energy.shape[-1])
+    energy_counted = jnp.broadcast_to(counted[..., None], energy_bins.shape)
+    energy_histogram = jax.ops.segment_sum(energy_counted.ravel(), energy_bins.ravel(),
+                                           num_segments=ENERGY_BINS * adaptive_energy.shape[-1])
 
     return {
         "clipped_per_step": clipped_per_step,
@@ -202,6 +225,7 @@ def _run_chunk(key, trajectory_index, valid, path_gain, rho, bandwidth_hz, tx_po
         "adaptive_outage": _weigh(~fits, weight4).sum(axis=(0, 1, 2), dtype=jnp.float32),
         "split_count_per_step": split_count_per_step,  # [P, T, L+1]
         "histogram": histogram,
+        "energy_histogram": energy_histogram.reshape(-1, ENERGY_BINS),  # [P, bins]
     }
 
 
@@ -274,16 +298,11 @@ def _merge_over_steps(per_step: Moments) -> Moments:
 
 
 def _energy_at(table: CandidateTable, tables: SelectionTables, inv_rate: np.ndarray) -> np.ndarray:
-    """Energy of every stream at given inverse rates, float64 [len(inv_rate), K + P], on the host."""
+    """Energy of every candidate at given inverse rates, float64 [len(inv_rate), K], on the host."""
     threshold = tables.threshold.astype(np.float64)
-    x = inv_rate[:, None]
     sends = table.tx_coeff > 0
-    fixed = table.energy_local_j + np.where(sends, table.tx_coeff * np.minimum(x, np.where(sends, threshold, 0.0)), 0.0)
-    adaptive = []
-    for envelope in tables.envelopes:
-        pick = envelope.candidate[np.searchsorted(envelope.inv_rate, inv_rate, side="left")]
-        adaptive.append(fixed[np.arange(len(inv_rate)), pick])
-    return np.concatenate([fixed, np.stack(adaptive, axis=1)], axis=1) if adaptive else fixed
+    clipped = np.minimum(inv_rate[:, None], np.where(sends, threshold, 0.0))
+    return table.energy_local_j + np.where(sends, table.tx_coeff * clipped, 0.0)
 
 
 def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels) -> np.ndarray:
@@ -299,7 +318,8 @@ def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels) -> np.n
 
 def simulate(table: CandidateTable, link: LinkModel, allowed: np.ndarray, *, trajectories: int, realizations: int = 1,
              chunk_size: int | None = None, memory_budget_bytes: float = 512 * 2**20, method: str = "breakpoints",
-             key: jax.Array, progress: bool = True) -> tuple[StudyStats, tuple]:
+             deadline_s: float | None = None, stale=None, key: jax.Array,
+             progress: bool = True) -> tuple[StudyStats, tuple]:
     """Run the Monte-Carlo study; return the merged statistics of every stream and each policy's Breakpoints.
 
     Args:
@@ -310,16 +330,21 @@ def simulate(table: CandidateTable, link: LinkModel, allowed: np.ndarray, *, tra
         chunk_size: trajectories per jitted call; None derives it from
             ``memory_budget_bytes``. Rounded up to a multiple of the device count.
         method: ``"breakpoints"`` (searchsorted) or ``"argmin"`` (brute force).
+        deadline_s: latency deadline [s], or None. With a deadline the
+            transmission cap of candidate k is ``deadline - local_latency_k``,
+            else the step duration ``link.step_s``.
+        stale: bool [P], policies that decide on the observed channel
+            (``link.spec.csi_*``); None means none.
         key: PRNG key of the study.
 
-    The transmission cap is the step duration ``link.step_s``. The trajectory
-    axis of each chunk is sharded over all local devices.
+    The trajectory axis of each chunk is sharded over all local devices.
     """
     if method not in SELECTION_METHODS:
         raise ValueError(f"select.method must be one of {', '.join(SELECTION_METHODS)}, got {method!r}")
     allowed = np.atleast_2d(np.asarray(allowed, bool))
-    steps = len(link.path_gain)
-    tables = build_selection_tables(table, allowed, link.step_s)
+    stale = tuple(bool(flag) for flag in (stale if stale is not None else [False] * len(allowed)))
+    steps = link.spec.steps
+    tables = build_selection_tables(table, allowed, transmit_caps(table, link.step_s, deadline_s))
     devices = jax.devices()
 
     if chunk_size is None:
@@ -331,9 +356,7 @@ def simulate(table: CandidateTable, link: LinkModel, allowed: np.ndarray, *, tra
     sharding = NamedSharding(Mesh(np.asarray(devices), ("trajectory",)), PartitionSpec("trajectory"))
 
     constants = dict(
-        path_gain=jnp.asarray(link.path_gain, jnp.float32), rho=jnp.float32(link.rho),
-        bandwidth_hz=jnp.float32(link.bandwidth_hz), tx_power_w=jnp.float32(link.tx_power_w),
-        noise_density=jnp.float32(link.noise_density_w_per_hz),
+        channel_arrays=link.arrays,
         energy_local=jnp.asarray(table.energy_local_j, jnp.float32), tx_coeff=jnp.asarray(table.tx_coeff, jnp.float32),
         threshold=jnp.asarray(tables.threshold), group_threshold=jnp.asarray(tables.group_threshold),
         group=jnp.asarray(tables.group), accuracy=jnp.asarray(table.accuracy, jnp.float32),
@@ -358,8 +381,8 @@ def simulate(table: CandidateTable, link: LinkModel, allowed: np.ndarray, *, tra
         index = np.arange(start, start + chunk_size)
         valid = index < trajectories
         out = _run_chunk(key, jax.device_put(index.astype(np.uint32), sharding), jax.device_put(valid, sharding),
-                         **constants, steps=steps, realizations=realizations, method=method, num_splits=num_splits,
-                         padded=not valid.all())
+                         **constants, spec=link.spec, realizations=realizations, method=method,
+                         num_splits=num_splits, padded=not valid.all(), stale=stale)
         # Dispatch is asynchronous: the host merges the previous chunk while this one computes.
         if pending is not None:
             totals = merge(totals, pending)
@@ -396,7 +419,12 @@ def _finalize(totals: dict, table: CandidateTable, tables: SelectionTables, traj
 
     low, high = HISTOGRAM_LOG10_RANGE
     centres = 10.0 ** (low + (np.arange(HISTOGRAM_BINS) + 0.5) * (high - low) / HISTOGRAM_BINS)
-    quantiles = _weighted_quantiles(_energy_at(table, tables, centres), totals["histogram"], QUANTILES)
+    fixed_quantiles = _weighted_quantiles(_energy_at(table, tables, centres), totals["histogram"], QUANTILES)
+    low, high = ENERGY_LOG10_RANGE
+    energy_centres = 10.0 ** (low + (np.arange(ENERGY_BINS) + 0.5) * (high - low) / ENERGY_BINS)
+    adaptive_quantiles = np.stack([_weighted_quantiles(energy_centres[:, None], counts, QUANTILES)[:, 0]
+                                   for counts in totals["energy_histogram"]], axis=1)
+    quantiles = np.concatenate([fixed_quantiles, adaptive_quantiles], axis=1)
 
     return StudyStats(energy=_merge_over_steps(per_step), energy_per_step=per_step,
                       run_energy=joined(totals["fixed_run"], totals["adaptive_run"]),

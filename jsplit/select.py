@@ -18,19 +18,41 @@ import numpy as np
 from jsplit.config import POLICY_NAMES as POLICIES
 from jsplit.profile import CandidateTable
 
-ADAPTIVE_POLICIES = ("adaptive", "adaptive_uncompressed")
+ADAPTIVE_POLICIES = ("adaptive", "adaptive_uncompressed", "adaptive_outdated_csi")
+# Policies that decide on the observed (delayed or noisy) channel instead of the true one.
+STALE_CSI_POLICIES = ("adaptive_outdated_csi",)
 
 
-def transmit_thresholds(bits_sent, cap_s: float) -> np.ndarray:
-    """Largest inverse rate at which each payload fits in the cap: ``t_k = cap / bits_k`` [s/bit].
+def transmit_thresholds(bits_sent, cap_s) -> np.ndarray:
+    """Largest inverse rate at which each payload fits in its cap: ``t_k = cap_k / bits_k`` [s/bit].
 
-    Returns float32 [K], ``inf`` for candidates that send nothing. Both
-    selectors compare ``1/R <= t_k`` against these same float32 values, so
-    they agree on feasibility exactly.
+    Args:
+        bits_sent: payload bits, [K].
+        cap_s: transmission time cap [s], a scalar or [K]. A negative cap (the
+            local computation alone misses the deadline) never fits.
+
+    Returns float32 [K]: ``inf`` for candidates that send nothing within their
+    cap, 0 for those that never fit. Both selectors compare ``1/R <= t_k``
+    against these same float32 values, so they agree on feasibility exactly.
     """
     bits = np.asarray(bits_sent, np.float64)
-    with np.errstate(divide="ignore"):
-        return np.where(bits > 0, cap_s / bits, np.inf).astype(np.float32)
+    cap = np.broadcast_to(np.asarray(cap_s, np.float64), bits.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sending = np.maximum(cap, 0.0) / bits
+    silent = np.where(cap >= 0, np.inf, 0.0)
+    return np.where(bits > 0, sending, silent).astype(np.float32)
+
+
+def transmit_caps(table: CandidateTable, step_s: float, deadline_s: float | None) -> np.ndarray:
+    """Transmission time cap of each candidate [s], float64 [K].
+
+    Without a deadline the cap is the step duration. With one, the payload
+    must arrive by the deadline after the local computation:
+    ``cap_k = deadline - local_latency_k``.
+    """
+    if deadline_s is None:
+        return np.full(len(table), float(step_s))
+    return float(deadline_s) - table.local_latency_s
 
 
 def sample_energy(energy_local_j, tx_coeff, thresholds, inv_rate):
@@ -83,8 +105,8 @@ def reference_accuracy(table: CandidateTable) -> float:
 
 
 def adaptive_masks(table: CandidateTable, budget: np.ndarray) -> dict[str, np.ndarray]:
-    """Candidate sets of the per-step policies: the budget set and the uncompressed set."""
-    return {"adaptive": budget, "adaptive_uncompressed": table.uncompressed.copy()}
+    """Candidate sets of the per-step policies: the budget set, the uncompressed set, the budget set again."""
+    return {"adaptive": budget, "adaptive_uncompressed": table.uncompressed.copy(), "adaptive_outdated_csi": budget}
 
 
 def fixed_policy_candidates(table: CandidateTable, budget: np.ndarray, mean_energy_j: np.ndarray) -> dict[str, int]:
@@ -163,7 +185,8 @@ def lower_envelope(energy_local_j, tx_coeff, thresholds, allowed) -> Breakpoints
         raise ValueError("lower_envelope needs at least one allowed candidate")
 
     failure_cost = c + np.where(a > 0, a * np.where(np.isfinite(t), t, 0.0), 0.0)
-    edges = np.concatenate([[0.0], np.unique(t[pool][np.isfinite(t[pool])]), [np.inf]])
+    finite = t[pool][np.isfinite(t[pool]) & (t[pool] > 0)]
+    edges = np.concatenate([[0.0], np.unique(finite), [np.inf]])
     ends, chosen = [], []
 
     for low, high in zip(edges[:-1], edges[1:]):

@@ -99,16 +99,23 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     import jax
 
     from jsplit import report
-    from jsplit.channel import build_link, doppler_hz
+    from jsplit.channel import build_link
     from jsplit.compress import calibrate_clips, candidate_grid, evaluate_candidates
     from jsplit.data import load_dataset
     from jsplit.model import build_network
     from jsplit.montecarlo import simulate
     from jsplit.profile import EnergyProfile, build_table, dense_macs
-    from jsplit.select import ADAPTIVE_POLICIES, adaptive_masks, budget_mask, fixed_policy_candidates, reference_accuracy
+    from jsplit.select import (
+        ADAPTIVE_POLICIES, STALE_CSI_POLICIES, adaptive_masks, budget_mask, fixed_policy_candidates, reference_accuracy,
+    )
     from jsplit.train import evaluate
 
     timer = _Timer()
+    with timer.stage("channel"):
+        try:
+            link = build_link(cfg, key=jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1))
+        except ValueError as error:  # a path outside the path-loss model's range, or a malformed trace
+            raise ConfigError(str(error)) from None
     with timer.stage("data"):
         data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.sha256, cfg.data.train_size, cfg.data.test_size)
     log.info("data: %s, %d training and %d test images, sha256 %s", data.name, len(data.x_train),
@@ -129,7 +136,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         dense_loss, dense_accuracy = (float(v) for v in evaluate(net, models[0], data.x_test, data.y_test))
 
     with timer.stage("profile"):
-        link = build_link(cfg)
         table = build_table(net, models, grid, loss, accuracy, EnergyProfile.from_config(cfg.energy), link.tx_power_w)
         budget = budget_mask(table, cfg.policy.accuracy_margin_pp)
         adaptive_sets = adaptive_masks(table, budget)
@@ -142,6 +148,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         stats, envelopes = simulate(table, link, allowed, trajectories=cfg.mc.trajectories,
                                     realizations=cfg.mc.realizations, chunk_size=cfg.mc.chunk_size,
                                     memory_budget_bytes=cfg.mc.memory_budget_mb * 2**20, method=cfg.select.method,
+                                    deadline_s=cfg.deadline_s, stale=[n in STALE_CSI_POLICIES for n in adaptive_names],
                                     key=jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1))
     fixed = fixed_policy_candidates(table, budget, stats.energy.mean[: len(table)])
     streams = {name: len(table) + i for i, name in enumerate(adaptive_names)}
@@ -159,8 +166,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "monte_carlo": {"trajectories": cfg.mc.trajectories, "steps": cfg.mc.steps,
                         "realizations": cfg.mc.realizations, "samples": stats.samples, "seed": cfg.seed,
                         "chunk_size": stats.chunk_size, "devices": stats.devices, "selection": cfg.select.method,
-                        "fading_correlation": link.rho,
-                        "doppler_hz": doppler_hz(cfg.trajectory.speed_mps, cfg.channel.carrier_hz),
+                        "fading_correlation_mean": link.rho,
                         "mean_snr_db_min": float(link.mean_snr_db().min()),
                         "mean_snr_db_max": float(link.mean_snr_db().max())},
         "budget": {"reference_accuracy": reference_accuracy(table), "margin_pp": cfg.policy.accuracy_margin_pp,
@@ -204,11 +210,17 @@ def summarize_policy(name: str, stream: int, stats, table, cfg, adaptive_names) 
         "loss": float(stats.loss[stream]),
         "split_share": split_share,
         "outage_share": float(stats.outage_share[stream]),
-        "deadline_miss_share": 0.0,
+        # With a deadline, the transmission cap is what the deadline leaves after local computation, so a
+        # missed cap is a missed deadline.
+        "deadline_miss_share": float(stats.outage_share[stream]) if cfg.deadline_s is not None else 0.0,
         "run_mean_variance_j2": {part: float(values[stream]) for part, values in components.items()},
     }
     if candidate is not None:
         entry["candidate"] = candidate
+    if name == "adaptive_outdated_csi":
+        reference = float(stats.energy.mean[len(table)])  # the adaptive policy's stream
+        entry["energy_gap_to_adaptive_j"] = mean - reference
+        entry["energy_ratio_to_adaptive"] = mean / reference
     if not all(np.isfinite(v) for v in (mean, low, high, entry["accuracy"], entry["loss"])):
         raise FloatingPointError(f"policy {name} produced a non-finite statistic: {entry}")
     return entry

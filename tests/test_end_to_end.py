@@ -10,7 +10,7 @@ import sys
 import pytest
 
 POLICIES = {"adaptive", "adaptive_uncompressed", "static", "static_uncompressed", "full_offload", "full_local",
-            "full_local_uncompressed"}
+            "full_local_uncompressed", "adaptive_outdated_csi"}
 SMALL = ["data.train_size=6000", "data.test_size=2000", "train.epochs=3", "compression.finetune_epochs=1",
          "compression.sparsities=[0.5,0.9]", "mc.trajectories=24", "mc.steps=100", "mc.chunk_size=10"]
 
@@ -40,7 +40,7 @@ def sweep(tmp_path_factory):
 def test_each_job_writes_every_file(sweep):
     for job in ("0", "1"):
         for name in ("results.json", "candidates.csv", "policies.csv", "energy_over_trajectory.png",
-                     "adaptive_split_share.png", "policy_energy_co2.png"):
+                     "adaptive_split_share.png", "breakpoints.png", "policy_energy_co2.png"):
             assert (sweep / job / name).stat().st_size > 0, f"{job}/{name}"
 
 
@@ -97,3 +97,29 @@ def test_summary_has_row_per_job_and_policy(sweep):
     assert len(rows) == 2 * len(POLICIES)
     assert {float(r["bandwidth"]) for r in rows} == {1e5, 1e7}
     assert (sweep / "summary.png").stat().st_size > 0
+
+
+def test_channel_deadline_and_csi_options_run(tmp_path):
+    """The robustness options run end to end: 3GPP UMi NLOS, random waypoint, a deadline and stale CSI."""
+    env = {**os.environ, "JSPLIT_CACHE_DIR": str(tmp_path / "cache")}
+    completed = subprocess.run([sys.executable, "-m", "jsplit.sweep", "channel=umi_nlos", "trajectory=random_waypoint",
+                                "deadline_s=0.05", "csi.delay_steps=2", *SMALL, "hydra.run.dir=run"], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    policies = json.loads((tmp_path / "run" / "results.json").read_text())["policies"]
+
+    assert "deadline_miss_share" in policies["full_offload"]
+    assert policies["adaptive_outdated_csi"]["energy_gap_to_adaptive_j"] >= -1e-12
+    assert all(math.isfinite(x) for x in all_numbers(policies))
+
+
+def test_malformed_trace_fails_with_line_number(tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("t,x,y\n0,0,50\n1,10,50\n1,20,50\n")
+    completed = subprocess.run([sys.executable, "-m", "jsplit.sweep", "trajectory=trace", f"trajectory.path={trace}",
+                                "hydra.run.dir=run"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                               env={**os.environ, "JSPLIT_CACHE_DIR": str(tmp_path / "cache")})
+
+    assert completed.returncode == 2
+    assert "line 4" in completed.stderr
+    assert not (tmp_path / "run").exists()

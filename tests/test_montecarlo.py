@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from jsplit.channel import LinkModel, log_distance_path_loss_db, noise_density_w_per_hz, straight_pass_distances
+from jsplit.channel import log_distance_path_loss_db, noise_density_w_per_hz, simple_link, straight_pass_distances
 from jsplit.compress import candidate_grid, magnitude_mask
 from jsplit.channel import rayleigh_gauss_markov
 from jsplit.montecarlo import bytes_per_sample, chunk_trajectories, simulate
@@ -25,13 +25,13 @@ def table(lenet):
 def make_link(bandwidth_hz, scale=10.0):
     distances = straight_pass_distances(STEPS, 0.1, 10.0, 50.0) * scale
     gain = 10 ** (-log_distance_path_loss_db(distances, 2.4e9, 3.0, 1.0) / 10)
-    return LinkModel(gain, 0.3, bandwidth_hz, 0.2, noise_density_w_per_hz(-174.0, 9.0), 0.1)
+    return simple_link(gain, 0.3, bandwidth_hz, 0.2, noise_density_w_per_hz(-174.0, 9.0), 0.1)
 
 
 def run(table, link, chunk_size, trajectories=40, **options):
     budget = budget_mask(table, 1.0)
     masks = adaptive_masks(table, budget)
-    allowed = np.stack([masks["adaptive"], masks["adaptive_uncompressed"]])
+    allowed = np.stack([masks["adaptive"], masks["adaptive_uncompressed"]])  # streams K and K + 1
     stats, _ = simulate(table, link, allowed, trajectories=trajectories, chunk_size=chunk_size,
                         key=jax.random.PRNGKey(7), progress=False, **options)
     return stats, budget
