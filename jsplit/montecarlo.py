@@ -203,14 +203,19 @@ def _run_chunk(key, trajectory_index, valid, channel_arrays, energy_local, tx_co
     histogram = jax.ops.segment_sum(counted.ravel(), bins.ravel(),
                                     num_segments=HISTOGRAM_BINS)
 
-    # The adaptive policies' energy is binned directly: a policy deciding on an observed channel is not a
-    # function of the true inverse rate alone.
-    low, high = ENERGY_LOG10_RANGE
-    energy_bins = jnp.clip(jnp.floor((jnp.log10(adaptive_energy) - low) / (high - low) * ENERGY_BINS), 0,
-                           ENERGY_BINS - 1).astype(jnp.int32) + ENERGY_BINS * jnp.arange(adaptive_energy.shape[-1])
-    energy_counted = jnp.broadcast_to(counted[..., None], energy_bins.shape)
-    energy_histogram = jax.ops.segment_sum(energy_counted.ravel(), energy_bins.ravel(),
-                                           num_segments=ENERGY_BINS * adaptive_energy.shape[-1])
+    # A policy that decides on an observed channel is not a function of the true inverse rate alone, so its
+    # energy is binned directly.
+    stale_index = [p for p, flag in enumerate(stale) if flag]
+    energy_histogram = jnp.zeros((len(stale), ENERGY_BINS))
+    if stale_index:
+        low, high = ENERGY_LOG10_RANGE
+        stale_energy = adaptive_energy[..., jnp.asarray(stale_index)]
+        energy_bins = jnp.clip(jnp.floor((jnp.log10(stale_energy) - low) / (high - low) * ENERGY_BINS), 0,
+                               ENERGY_BINS - 1).astype(jnp.int32) + ENERGY_BINS * jnp.arange(len(stale_index))
+        energy_counted = jnp.broadcast_to(counted[..., None], energy_bins.shape)
+        binned = jax.ops.segment_sum(energy_counted.ravel(), energy_bins.ravel(),
+                                     num_segments=ENERGY_BINS * len(stale_index)).reshape(-1, ENERGY_BINS)
+        energy_histogram = energy_histogram.at[jnp.asarray(stale_index)].set(binned)
 
     return {
         "clipped_per_step": clipped_per_step,
@@ -225,7 +230,7 @@ def _run_chunk(key, trajectory_index, valid, channel_arrays, energy_local, tx_co
         "adaptive_outage": _weigh(~fits, weight4).sum(axis=(0, 1, 2), dtype=jnp.float32),
         "split_count_per_step": split_count_per_step,  # [P, T, L+1]
         "histogram": histogram,
-        "energy_histogram": energy_histogram.reshape(-1, ENERGY_BINS),  # [P, bins]
+        "energy_histogram": energy_histogram,  # [P, bins], zero rows for policies deciding on the true channel
     }
 
 
@@ -342,7 +347,20 @@ def simulate(table: CandidateTable, link: LinkModel, allowed: np.ndarray, *, tra
     if method not in SELECTION_METHODS:
         raise ValueError(f"select.method must be one of {', '.join(SELECTION_METHODS)}, got {method!r}")
     allowed = np.atleast_2d(np.asarray(allowed, bool))
-    stale = tuple(bool(flag) for flag in (stale if stale is not None else [False] * len(allowed)))
+    stale = [bool(flag) and link.spec.stale_csi for flag in (stale if stale is not None else [False] * len(allowed))]
+
+    # Policies with the same candidate set deciding on the same channel are the same policy: simulate it once.
+    signatures = [(mask.tobytes(), flag) for mask, flag in zip(allowed, stale)]
+    distinct = list(dict.fromkeys(signatures))
+    if len(distinct) < len(signatures):
+        first = [signatures.index(signature) for signature in distinct]
+        stats, envelopes = simulate(table, link, allowed[first], trajectories=trajectories, realizations=realizations,
+                                    chunk_size=chunk_size, memory_budget_bytes=memory_budget_bytes, method=method,
+                                    deadline_s=deadline_s, stale=[stale[i] for i in first], key=key,
+                                    progress=progress)
+        expand = [distinct.index(signature) for signature in signatures]
+        return _expand_policies(stats, len(table), expand), tuple(envelopes[i] for i in expand)
+    stale = tuple(stale)
     steps = link.spec.steps
     tables = build_selection_tables(table, allowed, transmit_caps(table, link.step_s, deadline_s))
     devices = jax.devices()
@@ -393,6 +411,21 @@ def simulate(table: CandidateTable, link: LinkModel, allowed: np.ndarray, *, tra
     return dataclasses.replace(stats, chunk_size=chunk_size, devices=len(devices)), tables.envelopes
 
 
+def _expand_policies(stats: StudyStats, num_candidates: int, index: list[int]) -> StudyStats:
+    """Repeat the adaptive streams of ``stats`` so that stream K + p is policy ``index[p]``."""
+    streams = np.concatenate([np.arange(num_candidates), num_candidates + np.asarray(index)])
+
+    def pick(moments: Moments) -> Moments:
+        count = moments.count if np.ndim(moments.count) == 0 else moments.count[..., streams]
+        return Moments(count, moments.mean[..., streams], moments.m2[..., streams])
+
+    return dataclasses.replace(
+        stats, energy=pick(stats.energy), energy_per_step=pick(stats.energy_per_step),
+        run_energy=pick(stats.run_energy), trajectory_energy=pick(stats.trajectory_energy),
+        outage_share=stats.outage_share[streams], accuracy=stats.accuracy[streams], loss=stats.loss[streams],
+        split_count_per_step=stats.split_count_per_step[np.asarray(index)], quantiles=stats.quantiles[:, streams])
+
+
 def _finalize(totals: dict, table: CandidateTable, tables: SelectionTables, trajectories: int, realizations: int,
               steps: int) -> StudyStats:
     """Turn merged chunk reductions into per-stream statistics."""
@@ -419,12 +452,17 @@ def _finalize(totals: dict, table: CandidateTable, tables: SelectionTables, traj
 
     low, high = HISTOGRAM_LOG10_RANGE
     centres = 10.0 ** (low + (np.arange(HISTOGRAM_BINS) + 0.5) * (high - low) / HISTOGRAM_BINS)
-    fixed_quantiles = _weighted_quantiles(_energy_at(table, tables, centres), totals["histogram"], QUANTILES)
+    fixed_energy = _energy_at(table, tables, centres)  # [bins, K]
+    rows = np.arange(len(centres))
+    adaptive_energy = np.stack([fixed_energy[rows, e.candidate[np.searchsorted(e.inv_rate, centres, side="left")]]
+                                for e in tables.envelopes], axis=1)
+    quantiles = _weighted_quantiles(np.concatenate([fixed_energy, adaptive_energy], axis=1), totals["histogram"],
+                                    QUANTILES)
     low, high = ENERGY_LOG10_RANGE
     energy_centres = 10.0 ** (low + (np.arange(ENERGY_BINS) + 0.5) * (high - low) / ENERGY_BINS)
-    adaptive_quantiles = np.stack([_weighted_quantiles(energy_centres[:, None], counts, QUANTILES)[:, 0]
-                                   for counts in totals["energy_histogram"]], axis=1)
-    quantiles = np.concatenate([fixed_quantiles, adaptive_quantiles], axis=1)
+    for p, counts in enumerate(totals["energy_histogram"]):
+        if counts.sum() > 0:  # a policy deciding on the observed channel
+            quantiles[:, len(table) + p] = _weighted_quantiles(energy_centres[:, None], counts, QUANTILES)[:, 0]
 
     return StudyStats(energy=_merge_over_steps(per_step), energy_per_step=per_step,
                       run_energy=joined(totals["fixed_run"], totals["adaptive_run"]),
