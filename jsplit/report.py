@@ -257,7 +257,11 @@ def summarize_sweep(sweep_dir: Path) -> list[dict]:
 
 
 def plot_summary(rows: list[dict], swept_keys: list[str]):
-    """Energy per inference of each policy against the swept value (bandwidth when swept), log axes."""
+    """Energy per inference of each policy against a swept value (bandwidth when swept), log axes.
+
+    The first numeric swept key is the x axis; every combination of the other
+    swept keys gets its own panel (at most 12).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -267,23 +271,34 @@ def plot_summary(rows: list[dict], swept_keys: list[str]):
     x_key = "job"
     if numeric:
         x_key = "bandwidth" if "bandwidth" in numeric else numeric[0]
-    figure, axis = plt.subplots(figsize=(8, 5))
+    # Overrides with one value in every job (mc.steps=100 on the command line) are not swept.
+    others = [k for k in swept_keys if k != x_key and len({str(row.get(k)) for row in rows}) > 1]
+    groups = list(dict.fromkeys(tuple(row.get(k) for k in others) for row in rows))[:12]
+    columns = min(3, len(groups))
+    figure, axes = plt.subplots(-(-len(groups) // columns), columns, figsize=(6.5 * columns, 4.5 * -(-len(groups) // columns)),
+                                squeeze=False, sharey=True)
     markers = "os^vDPX*"
-    for index, policy in enumerate(dict.fromkeys(row["policy"] for row in rows)):
-        points = sorted((row[x_key], row["energy_mean_j"], row["energy_ci95_low_j"], row["energy_ci95_high_j"])
-                        for row in rows if row["policy"] == policy)
-        x, mean, low, high = (np.asarray(v) for v in zip(*points))
-        # Policies that pick the same candidate overlap; distinct markers and dashes keep each visible.
-        line, = axis.plot(x, mean, marker=markers[index % len(markers)], markersize=9 - index,
-                          linestyle="-" if policy.startswith("adaptive") else "--", label=policy)
-        axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    if x_key in numeric:
-        axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("bandwidth [Hz]" if x_key == "bandwidth" else x_key)
-    axis.set_ylabel("energy per inference [J]")
-    axis.grid(alpha=0.3, which="both")
-    axis.legend(fontsize=8)
+    for axis, group in zip(axes.flat, groups):
+        subset = [row for row in rows if tuple(row.get(k) for k in others) == group]
+        for index, policy in enumerate(dict.fromkeys(row["policy"] for row in subset)):
+            points = sorted((row[x_key], row["energy_mean_j"], row["energy_ci95_low_j"], row["energy_ci95_high_j"])
+                            for row in subset if row["policy"] == policy)
+            x, mean, low, high = (np.asarray(v) for v in zip(*points))
+            # Policies that pick the same candidate overlap; distinct markers and dashes keep each visible.
+            line, = axis.plot(x, mean, marker=markers[index % len(markers)], markersize=9 - index,
+                              linestyle="-" if policy.startswith("adaptive") else "--", label=policy)
+            axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        if x_key in numeric:
+            axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("bandwidth [Hz]" if x_key == "bandwidth" else x_key)
+        axis.set_ylabel("energy per inference [J]")
+        axis.grid(alpha=0.3, which="both")
+        if others:
+            axis.set_title(", ".join(f"{key}={value}" for key, value in zip(others, group)), fontsize=9)
+    for axis in list(axes.flat)[len(groups):]:
+        axis.set_visible(False)
+    axes[0, 0].legend(fontsize=7)
     return figure
 
 
