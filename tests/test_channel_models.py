@@ -195,3 +195,20 @@ def test_random_waypoint_link_varies_per_trajectory():
     assert isinstance(link.spec, ChannelSpec)
     assert link.spec.random_environment
     assert np.isfinite(link.path_gain).all()
+
+
+def test_association_serves_from_least_loss_station():
+    from jsplit.channel import large_scale_loss_db, path_loss_db
+
+    spec = ChannelSpec(steps=5, step_s=1.0, bandwidth_hz=1e6, tx_power_w=0.2, noise_density_w_per_hz=1e-20,
+                       carrier_hz=2.4e9)
+    positions = jnp.asarray([[-400.0, 0.0], [-100.0, 0.0], [0.0, 0.0], [100.0, 0.0], [400.0, 0.0]])
+    stations = jnp.asarray([[-300.0, 50.0], [300.0, 50.0]])
+    loss, distance = large_scale_loss_db(spec, positions, stations, jax.random.PRNGKey(0))
+    d2d = np.hypot(np.asarray(positions)[:, None, 0] - np.asarray(stations)[None, :, 0], 50.0)
+    per_station = np.asarray(path_loss_db(spec, jnp.asarray(d2d)))
+
+    np.testing.assert_allclose(np.asarray(loss), per_station.min(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(distance), np.hypot(d2d.min(axis=1), 8.5), rtol=1e-5)
+    assert per_station[0].argmin() == 0
+    assert per_station[-1].argmin() == 1
