@@ -257,5 +257,8 @@ def _validate_trajectory(cfg: Mapping) -> None:
                 or not 0 < speeds[0] <= speeds[1]):
             _fail("trajectory.speed_range_mps", speeds, "[v_min, v_max] in m/s with 0 < v_min <= v_max")
         _number(trajectory, "trajectory", "pause_s", minimum=0, accepted="a non-negative duration in seconds")
-    elif trajectory["path"] in (None, "???") or not isinstance(trajectory["path"], str):
+    elif trajectory["path"] in (None, "???"):
+        raise ConfigError("missing trajectory.path: the trace trajectory needs a CSV file; "
+                          "set trajectory.path=/path/to/trace.csv")
+    elif not isinstance(trajectory["path"], str):
         _fail("trajectory.path", trajectory["path"], "the path of a CSV trace: set trajectory.path=/path/to/trace.csv")

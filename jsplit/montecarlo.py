@@ -431,9 +431,13 @@ def _finalize(totals: dict, table: CandidateTable, tables: SelectionTables, traj
     """Turn merged chunk reductions into per-stream statistics."""
     samples = trajectories * realizations * steps
     clipped = totals["clipped_per_step"]  # [T, J]
-    group, coeff = tables.group, table.tx_coeff
+    # The float32 values the device used for the adaptive streams, so that a policy that always picks candidate
+    # k reports exactly candidate k's energy up to summation rounding.
+    local = table.energy_local_j.astype(np.float32).astype(np.float64)
+    coeff = table.tx_coeff.astype(np.float32).astype(np.float64)
+    group = tables.group
 
-    fixed_per_step = Moments(clipped.count[:, group], table.energy_local_j + coeff * clipped.mean[:, group],
+    fixed_per_step = Moments(clipped.count[:, group], local + coeff * clipped.mean[:, group],
                              coeff**2 * clipped.m2[:, group])
     adaptive_per_step = totals["adaptive_per_step"]
     per_step = Moments(np.concatenate([fixed_per_step.count, adaptive_per_step.count], axis=1),

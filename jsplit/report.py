@@ -183,8 +183,9 @@ def plot_breakpoints(results: dict, table, envelopes, link, adaptive_names: list
         axis.axvspan(mean_snr.min(), mean_snr.max(), color="0.9", label="mean SNR along the path")
         axis.step(snr_db, table.split[chosen], where="mid", color="tab:blue", label="split")
         sparsity = table.sparsity[chosen]
-        axis.scatter(snr_db[::40], table.split[chosen][::40], c=sparsity[::40], cmap="viridis", vmin=0, vmax=1,
-                     s=14, zorder=3, label="sparsity (colour)")
+        points = axis.scatter(snr_db[::40], table.split[chosen][::40], c=sparsity[::40], cmap="viridis", vmin=0,
+                              vmax=1, s=14, zorder=3, label="chosen model")
+        figure.colorbar(points, ax=axis, label="sparsity", pad=0.01)
         axis.set_yticks(range(int(table.split.max()) + 1))
         axis.set_ylabel("split layer")
         axis.set_title(f"{name}: optimal split against SNR (B = {link.bandwidth_hz:g} Hz)")
@@ -298,7 +299,7 @@ def plot_summary(rows: list[dict], swept_keys: list[str]):
             axis.set_title(", ".join(f"{key}={value}" for key, value in zip(others, group)), fontsize=9)
     for axis in list(axes.flat)[len(groups):]:
         axis.set_visible(False)
-    axes[0, 0].legend(fontsize=7)
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return figure
 
 
