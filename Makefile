@@ -8,7 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.jsplit-installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: setup sweep test clean
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup sweep test clean data-fashion-mnist
 
 setup: $(STAMP)
 
@@ -25,6 +27,12 @@ sweep: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Fashion-MNIST from Debian's package dataset-fashion-mnist (needs root for apt-get).
+data-fashion-mnist: $(FASHION_MNIST)/t10k-labels-idx1-ubyte.gz
+
+$(FASHION_MNIST)/t10k-labels-idx1-ubyte.gz:
+	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

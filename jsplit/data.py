@@ -150,7 +150,9 @@ def _find_idx_file(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz", folder / stem.replace("-idx", ".idx"), folder / f"{stem.replace('-idx', '.idx')}.gz"):
         if candidate.is_file():
             return candidate
-    raise DataError(f"IDX file {stem}[.gz] not found in {folder}; the folder needs {', '.join(IDX_FILES.values())}")
+    hint = " (for Fashion-MNIST run `make data-fashion-mnist`)" if "fashion" in str(folder) else ""
+    raise DataError(f"IDX file {stem}[.gz] not found in {folder}; the folder needs "
+                    f"{', '.join(IDX_FILES.values())}{hint}")
 
 
 def load_idx_folder(folder: Path) -> tuple[dict[str, np.ndarray], str]:
@@ -221,7 +223,9 @@ def load_dataset(name: str, path: str | None = None, sha256: str | None = None,
         elif source.exists():
             raise DataError(f"data.path={path} is neither a folder of IDX files nor a .npz file")
         else:
-            raise DataError(f"data.path={path} does not exist; point it at a folder with the four MNIST IDX files or an mnist.npz")
+            hint = "; for Fashion-MNIST run `make data-fashion-mnist`" if "fashion" in str(path) else ""
+            raise DataError(f"data.path={path} does not exist; point it at a folder with the four MNIST IDX files "
+                            f"or an mnist.npz{hint}")
         _check_sha256(source, digest, sha256)
 
     arrays = _normalise(arrays, str(source))

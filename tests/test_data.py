@@ -1,5 +1,7 @@
 import gzip
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +107,22 @@ def test_truncated_idx_rejected(tmp_path):
 
     with pytest.raises(DataError, match="declares shape"):
         read_idx(path)
+
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST), reason="Debian package dataset-fashion-mnist not installed; "
+                    "run `make data-fashion-mnist`")
+def test_fashion_mnist_from_debian_package():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["data=fashion_mnist"])
+    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.sha256)
+
+    assert data.x_train.shape == (60000, 784)
+    assert data.x_test.shape == (10000, 784)
+    assert data.sha256 == cfg.data.sha256
+    assert np.bincount(data.y_test).tolist() == [1000] * 10
+    assert data.y_train[:5].tolist() == [9, 0, 0, 3, 0]
