@@ -207,14 +207,21 @@ def _evaluate_candidates(net, stacked_params, stacked_clips, model_index, split,
 
 
 def evaluate_candidates(net: SplitNetwork, models: list[dict], clips: np.ndarray, grid: CandidateGrid,
-                        x_test, y_test, batch_size: int = 2500) -> tuple[np.ndarray, np.ndarray]:
+                        x_test, y_test, batch_size: int | None = None,
+                        memory_budget_bytes: float = 2**30) -> tuple[np.ndarray, np.ndarray]:
     """Test loss (nats) and accuracy (fraction) of every candidate, each float64 [K].
 
     Args:
         models: parameter pytrees, one per compression level (index = model_index).
         clips: float32 [levels, L] quantization ranges from ``calibrate_clips``.
+        batch_size: test images per step; None sizes it so that the widest
+            activation of all candidates at once, three times over, fits
+            ``memory_budget_bytes``.
     """
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *models)
+    if batch_size is None:
+        widest = max(net.boundary_sizes)
+        batch_size = max(1, int(memory_budget_bytes // (3 * 4 * len(grid) * widest)))
     batch_size = min(batch_size, len(x_test))
     loss, accuracy = _evaluate_candidates(net, stacked, jnp.asarray(clips), jnp.asarray(grid.model_index),
                                           jnp.asarray(grid.split), jnp.asarray(grid.activation_bits),

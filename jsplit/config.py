@@ -21,7 +21,7 @@ POLICY_NAMES = (
     "full_local",
     "full_local_uncompressed",
 )
-MODELS = ("lenet300100",)
+MODELS = ("lenet300100", "lenet5")
 PRUNING_SCOPES = ("global", "layer")
 PATH_LOSS_MODELS = ("free_space", "log_distance", "umi_los", "umi_nlos", "umi_mixed", "uma_los", "uma_nlos",
                     "uma_mixed")

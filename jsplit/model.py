@@ -37,6 +37,55 @@ class LeNet300100(nn.Module):
         return x
 
 
+class LeNet5(nn.Module):
+    """A LeNet-5-style CNN (as in Han et al., NIPS 2015): conv 5x5 x20, max-pool 2, conv 5x5 x50, max-pool 2,
+    dense 500, dense 10.
+
+    Six layers, so six split points after the input: after each convolution
+    (with its ReLU), after each pooling, and after the hidden dense layer.
+    Activations cross layer boundaries flattened, [batch, elements], in
+    height-width-channel order; the input is a flattened 28x28 image.
+    """
+
+    features: Sequence[int] = (20, 50, 500, 10)
+
+    def setup(self):
+        conv1, conv2, hidden, classes = self.features
+        self.conv1 = nn.Conv(conv1, (5, 5), padding="VALID")
+        self.conv2 = nn.Conv(conv2, (5, 5), padding="VALID")
+        self.fc1 = nn.Dense(hidden)
+        self.fc2 = nn.Dense(classes)
+
+    def _layer(self, index: int, h):
+        # Leading axes are kept as they are, so the layers also run on single images under vmap.
+        lead = h.shape[:-1]
+        conv1, conv2 = self.features[0], self.features[1]
+
+        def image(height, channels):
+            return h.reshape((-1, height, height, channels))
+
+        def flat(y):
+            return y.reshape(lead + (-1,))
+
+        if index == 0:
+            return flat(nn.relu(self.conv1(image(28, 1))))
+        if index == 1:
+            return flat(nn.max_pool(image(24, conv1), (2, 2), strides=(2, 2)))
+        if index == 2:
+            return flat(nn.relu(self.conv2(image(12, conv1))))
+        if index == 3:
+            return flat(nn.max_pool(image(8, conv2), (2, 2), strides=(2, 2)))
+        if index == 4:
+            return nn.relu(self.fc1(h))
+        return self.fc2(h)
+
+    def __call__(self, x, start: int = 0, stop: int | None = None):
+        stop = 6 if stop is None else stop
+        for index in range(start, stop):
+            x = self._layer(index, x)
+        return x
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerSpec:
     """Static facts about one layer, enough to count its cost.
@@ -46,13 +95,24 @@ class LayerSpec:
         input_size: elements of the layer's input activation.
         output_size: elements of the layer's output activation.
         uses_per_weight: multiply-accumulates each kernel weight takes part in
-            per inference (1 for a dense layer).
+            per inference: 1 for a dense layer, H_out * W_out for a convolution.
+        biases: bias parameters (the output channels of a convolution); None
+            means one per output element, as in a dense layer.
+        weighted: False for a layer without parameters (pooling).
     """
 
     name: str
     input_size: int
     output_size: int
     uses_per_weight: int = 1
+    biases: int | None = None
+    weighted: bool = True
+
+    @property
+    def bias_count(self) -> int:
+        if not self.weighted:
+            return 0
+        return self.output_size if self.biases is None else self.biases
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +159,32 @@ class SplitNetwork:
         return self.module.apply(params, x)
 
 
+MODELS = ("lenet300100", "lenet5")
+
+
 def build_network(name: str, features: Sequence[int], input_size: int = 784) -> SplitNetwork:
     """Build the network named in the configuration (``model.name``)."""
-    if name != "lenet300100":
-        raise ValueError(f"model.name must be lenet300100, got {name!r}")
+    if name not in MODELS:
+        raise ValueError(f"model.name must be one of {', '.join(MODELS)}, got {name!r}")
+    if name == "lenet5":
+        return _build_lenet5(tuple(features), input_size)
 
     sizes = (input_size, *features)
     layers = tuple(LayerSpec(f"dense{i + 1}", sizes[i], sizes[i + 1]) for i in range(len(features)))
     return SplitNetwork(name=name, module=LeNet300100(tuple(features)), input_size=input_size, layers=layers)
+
+
+def _build_lenet5(features: tuple[int, ...], input_size: int) -> SplitNetwork:
+    if input_size != 784 or len(features) != 4:
+        raise ValueError(f"lenet5 takes 28x28 images and model.features [conv1, conv2, hidden, classes], "
+                         f"got {input_size} inputs and features {list(features)}")
+    conv1, conv2, hidden, classes = features
+    layers = (
+        LayerSpec("conv1", 784, 24 * 24 * conv1, uses_per_weight=24 * 24, biases=conv1),
+        LayerSpec("pool1", 24 * 24 * conv1, 12 * 12 * conv1, weighted=False),
+        LayerSpec("conv2", 12 * 12 * conv1, 8 * 8 * conv2, uses_per_weight=8 * 8, biases=conv2),
+        LayerSpec("pool2", 8 * 8 * conv2, 4 * 4 * conv2, weighted=False),
+        LayerSpec("fc1", 4 * 4 * conv2, hidden),
+        LayerSpec("fc2", hidden, classes),
+    )
+    return SplitNetwork(name="lenet5", module=LeNet5(features), input_size=input_size, layers=layers)

@@ -104,7 +104,8 @@ class CandidateTable:
 def surviving_weights(net: SplitNetwork, params) -> np.ndarray:
     """Non-zero kernel weights per layer, int64 [L]."""
     tree = params["params"]
-    return np.asarray([int(np.count_nonzero(np.asarray(tree[layer.name]["kernel"]))) for layer in net.layers], np.int64)
+    return np.asarray([int(np.count_nonzero(np.asarray(tree[layer.name]["kernel"]))) if layer.weighted else 0
+                       for layer in net.layers], np.int64)
 
 
 def build_table(net: SplitNetwork, models: list[dict], grid: CandidateGrid, loss: np.ndarray, accuracy: np.ndarray,
@@ -117,13 +118,15 @@ def build_table(net: SplitNetwork, models: list[dict], grid: CandidateGrid, loss
         tx_power_w: transmit power P_tx [W].
     """
     survivors = np.stack([surviving_weights(net, params) for params in models])  # [levels, L]
-    biases = np.asarray([layer.output_size for layer in net.layers], np.int64)
+    biases = np.asarray([layer.bias_count for layer in net.layers], np.int64)
+    # One bias add per output element of a weighted layer. NOTE: the comparisons of max pooling are not counted.
+    output_adds = np.asarray([layer.output_size if layer.weighted else 0 for layer in net.layers], np.int64)
     uses = np.asarray([layer.uses_per_weight for layer in net.layers], np.int64)
     act_io = np.asarray([layer.input_size + layer.output_size for layer in net.layers], np.int64)
 
     on_device = np.arange(net.num_layers)[None, :] < grid.split[:, None]  # [K, L]
     macs = (on_device * survivors[grid.model_index] * uses).sum(axis=1)
-    bias_adds = (on_device * biases).sum(axis=1)
+    bias_adds = (on_device * output_adds).sum(axis=1)
     weights_fetched = (on_device * (survivors[grid.model_index] + biases)).sum(axis=1)
     activation_accesses = (on_device * act_io).sum(axis=1)
 

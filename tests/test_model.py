@@ -35,3 +35,54 @@ def test_dense_lenet300100_macs(lenet):
 def test_unknown_model_rejected():
     with pytest.raises(ValueError, match="model.name"):
         build_network("resnet", (10,))
+
+
+@pytest.fixture(scope="module")
+def lenet5():
+    return build_network("lenet5", (20, 50, 500, 10))
+
+
+@pytest.mark.parametrize("split", range(7))
+def test_lenet5_head_tail_equals_full(lenet5, split):
+    params = lenet5.init(jax.random.PRNGKey(3))
+    x = jax.random.uniform(jax.random.PRNGKey(4), (8, 784))
+
+    h = lenet5.head(params, x, split)
+
+    assert h.shape == (8, lenet5.boundary_sizes[split])
+    np.testing.assert_allclose(lenet5.tail(params, h, split), lenet5.full(params, x), rtol=1e-5, atol=1e-5)
+
+
+def test_lenet5_boundaries_and_macs(lenet5):
+    params = lenet5.init(jax.random.PRNGKey(0))
+
+    # input, conv1 24x24x20, pool 12x12x20, conv2 8x8x50, pool 4x4x50, dense 500, logits 10
+    assert lenet5.boundary_sizes == (784, 11520, 2880, 3200, 800, 500, 10)
+    # K_h K_w C_in C_out H_out W_out per convolution, in x out per dense layer
+    expected = 5 * 5 * 1 * 20 * 24 * 24 + 5 * 5 * 20 * 50 * 8 * 8 + 800 * 500 + 500 * 10
+    assert dense_macs(lenet5, params) == expected == 2_293_000
+
+
+def test_lenet5_pooling_costs_no_weights(lenet5):
+    from jsplit.compress import candidate_grid, magnitude_mask
+    from jsplit.profile import EnergyProfile, build_table
+
+    dense = lenet5.init(jax.random.PRNGKey(0))
+    sparse = jax.tree.map(lambda p, m: p * m, dense, magnitude_mask(dense, 0.9))
+    grid = candidate_grid([0.0, 0.9], lenet5.num_layers, [32])
+    profile = EnergyProfile(4.6e-12, 0.9e-12, 5e-12, 640e-12, 262144, 1e9, "Horowitz 45 nm")
+    table = build_table(lenet5, [dense, sparse], grid, np.zeros(len(grid)), np.ones(len(grid)), profile, 0.2)
+
+    def at(model, split):
+        return int(np.flatnonzero((table.model_index == model) & (table.split == split))[0])
+
+    # Split 1 runs conv1: 500 weights and 20 biases; split 2 adds the pooling, which fetches nothing.
+    assert table.weights_fetched[at(0, 1)] == 5 * 5 * 20 + 20
+    assert table.weights_fetched[at(0, 2)] == table.weights_fetched[at(0, 1)]
+    assert table.macs[at(0, 2)] == table.macs[at(0, 1)] == 288_000
+    assert table.bits_sent[at(0, 2)] == 2880 * 32
+    kernels = 5 * 5 * 20 + 5 * 5 * 20 * 50 + 800 * 500 + 500 * 10
+    biases = 20 + 50 + 500 + 10
+    assert table.weights_fetched[at(1, 6)] - biases == pytest.approx(0.1 * kernels, abs=1)
+    # Global pruning keeps more of the small convolution kernels, whose weights are each used 576 or 64 times.
+    assert table.macs[at(1, 6)] < table.macs[at(0, 6)]
