@@ -27,7 +27,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.special
 
 SPEED_OF_LIGHT = 299_792_458.0  # m/s
 
@@ -41,28 +40,9 @@ def noise_density_w_per_hz(density_dbm_per_hz: float, noise_figure_db: float) ->
     return dbm_to_w(density_dbm_per_hz + noise_figure_db)
 
 
-def free_space_path_loss_db(distance_m, carrier_hz: float):
-    """Friis free-space loss ``20 log10(4 pi d f_c / c)`` in dB; distance in metres."""
-    return 20.0 * np.log10(4.0 * math.pi * np.asarray(distance_m, np.float64) * carrier_hz / SPEED_OF_LIGHT)
-
-
-def log_distance_path_loss_db(distance_m, carrier_hz: float, exponent: float, reference_m: float):
-    """Log-distance path loss in dB: free space up to ``reference_m``, then ``10 n log10(d / d0)``.
-
-    ``PL(d) = FSPL(d0) + 10 n log10(d / d0)``; distances below d0 are clamped to d0.
-    """
-    distance = np.maximum(np.asarray(distance_m, np.float64), reference_m)
-    return free_space_path_loss_db(reference_m, carrier_hz) + 10.0 * exponent * np.log10(distance / reference_m)
-
-
-def doppler_hz(speed_mps: float, carrier_hz: float) -> float:
-    """Maximum Doppler shift f_D = v f_c / c [Hz]."""
+def doppler_hz(speed_mps, carrier_hz: float):
+    """Maximum Doppler shift f_D = v f_c / c [Hz]; ``speed_mps`` may be an array."""
     return speed_mps * carrier_hz / SPEED_OF_LIGHT
-
-
-def fading_correlation(speed_mps: float, carrier_hz: float, step_s: float) -> float:
-    """Lag-one correlation of the complex fading, rho = J0(2 pi f_D dt) (Clarke/Jakes)."""
-    return float(scipy.special.j0(2.0 * math.pi * doppler_hz(speed_mps, carrier_hz) * step_s))
 
 
 def bessel_j0(x):
@@ -95,6 +75,22 @@ def straight_pass_distances(steps: int, step_s: float, speed_mps: float, closest
     return np.hypot(speed_mps * time_s, closest_m)
 
 
+def first_order_autoregression(initial, innovations, rho):
+    """Run ``z_t = rho_t z_{t-1} + sqrt(1 - rho_t^2) w_t`` from ``z_0 = initial``, [steps].
+
+    ``innovations`` and ``rho`` are [steps - 1] (real or complex innovations);
+    a unit-variance start and unit-variance innovations keep every step at
+    unit variance.
+    """
+    def step(z, inputs):
+        w, r = inputs
+        z = r * z + jnp.sqrt(1.0 - r * r) * w
+        return z, z
+
+    _, z = jax.lax.scan(step, initial, (innovations, rho))
+    return jnp.concatenate([initial[None], z])
+
+
 def gauss_markov(key: jax.Array, steps: int, rho) -> jax.Array:
     """Complex Gaussian fading ``h_t = rho_t h_{t-1} + sqrt(1 - rho_t^2) w_t``, complex64 [steps].
 
@@ -104,14 +100,7 @@ def gauss_markov(key: jax.Array, steps: int, rho) -> jax.Array:
     draws = jax.random.normal(key, (steps, 2), jnp.float32) * jnp.sqrt(0.5)
     innovations = jax.lax.complex(draws[:, 0], draws[:, 1])
     rho = jnp.broadcast_to(jnp.asarray(rho, jnp.float32), (steps,))
-
-    def step(h, inputs):
-        w, r = inputs
-        h = r * h + jnp.sqrt(1.0 - r * r) * w
-        return h, h
-
-    _, h = jax.lax.scan(step, innovations[0], (innovations[1:], rho[1:]))
-    return jnp.concatenate([innovations[:1], h])
+    return first_order_autoregression(innovations[0], innovations[1:], rho[1:])
 
 
 def rayleigh_gauss_markov(key: jax.Array, steps: int, rho) -> jax.Array:
@@ -159,14 +148,7 @@ def correlated_normal(key: jax.Array, travelled_m, decorrelation_m: float) -> ja
     """
     draws = jax.random.normal(key, travelled_m.shape, jnp.float32)
     rho = jnp.exp(-travelled_m / decorrelation_m)
-
-    def step(z, inputs):
-        w, r = inputs
-        z = r * z + jnp.sqrt(1.0 - r * r) * w
-        return z, z
-
-    _, z = jax.lax.scan(step, draws[0], (draws[1:], rho[1:]))
-    return jnp.concatenate([draws[:1], z])
+    return first_order_autoregression(draws[0], draws[1:], rho[1:])
 
 
 def shannon_rate(bandwidth_hz, tx_power_w, gain, noise_density_w_per_hz):
@@ -284,7 +266,7 @@ def motion(spec: ChannelSpec, positions):
     from jsplit.trajectory import speeds
 
     speed = speeds(positions, spec.step_s)
-    doppler = speed * spec.carrier_hz / SPEED_OF_LIGHT
+    doppler = doppler_hz(speed, spec.carrier_hz)
     rho = bessel_j0(2.0 * math.pi * doppler * spec.step_s)
     return doppler.astype(jnp.float32), rho.astype(jnp.float32), speed
 

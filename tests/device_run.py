@@ -9,7 +9,8 @@ import sys
 import jax
 import numpy as np
 
-from jsplit.channel import log_distance_path_loss_db, noise_density_w_per_hz, simple_link, straight_pass_distances
+from jsplit.channel import noise_density_w_per_hz, simple_link, straight_pass_distances
+from jsplit.pathloss import log_distance_db
 from jsplit.compress import candidate_grid, magnitude_mask
 from jsplit.model import build_network
 from jsplit.montecarlo import simulate
@@ -27,7 +28,7 @@ def small_study(chunk_size: int) -> dict:
     table = build_table(net, models, grid, np.full(len(grid), 0.1), accuracy, profile, tx_power_w=0.2)
 
     distances = straight_pass_distances(80, 0.1, 10.0, 50.0) * 5.0
-    gain = 10 ** (-log_distance_path_loss_db(distances, 2.4e9, 3.0, 1.0) / 10)
+    gain = 10 ** (-np.asarray(log_distance_db(distances, 2.4e9, 3.0, 1.0), np.float64) / 10)
     link = simple_link(gain, 0.5, 1e5, 0.2, noise_density_w_per_hz(-174.0, 9.0), 0.1)
     masks = adaptive_masks(table, budget_mask(table, 1.0))
     stats, _ = simulate(table, link, np.stack([masks["adaptive"], masks["adaptive_uncompressed"]]), trajectories=48,

@@ -7,9 +7,10 @@ import pytest
 import scipy.special
 
 from jsplit.channel import (
-    doppler_hz, fading_correlation, free_space_path_loss_db, log_distance_path_loss_db, noise_density_w_per_hz,
-    rayleigh_gauss_markov, shannon_rate, straight_pass_distances,
+    ChannelSpec, doppler_hz, motion, noise_density_w_per_hz, rayleigh_gauss_markov, shannon_rate,
+    straight_pass_distances,
 )
+from jsplit.pathloss import free_space_db, log_distance_db
 
 
 def draw_fading(trajectories, steps, rho, seed=0):
@@ -44,8 +45,12 @@ def test_fading_correlation_is_jakes():
     f_d = doppler_hz(speed, carrier)
 
     assert f_d == pytest.approx(10.0 * 2.4e9 / 299_792_458.0)
-    assert fading_correlation(speed, carrier, dt) == pytest.approx(scipy.special.j0(2 * math.pi * f_d * dt))
-    assert fading_correlation(0.0, carrier, dt) == 1.0
+    spec = ChannelSpec(steps=3, step_s=dt, bandwidth_hz=1e6, tx_power_w=0.2, noise_density_w_per_hz=1e-20,
+                       carrier_hz=carrier)
+    moving = np.asarray(motion(spec, jnp.asarray([[0.0, 0.0], [speed * dt, 0.0], [2 * speed * dt, 0.0]]))[1])
+    still = np.asarray(motion(spec, jnp.zeros((3, 2)))[1])
+    assert moving == pytest.approx(scipy.special.j0(2 * math.pi * f_d * dt), abs=2e-6)
+    assert still == pytest.approx(1.0, abs=1e-6)
 
 
 def test_shannon_rate_at_known_snr():
@@ -60,15 +65,15 @@ def test_shannon_rate_at_known_snr():
 
 def test_free_space_loss_at_one_metre():
     # 20 log10(4 pi f / c) at 2.4 GHz.
-    assert free_space_path_loss_db(1.0, 2.4e9) == pytest.approx(40.05, abs=0.01)
+    assert free_space_db(1.0, 2.4e9) == pytest.approx(40.05, abs=0.01)
 
 
 def test_log_distance_adds_ten_n_per_decade():
-    at_10 = log_distance_path_loss_db(10.0, 2.4e9, 3.0, 1.0)
-    at_100 = log_distance_path_loss_db(100.0, 2.4e9, 3.0, 1.0)
+    at_10 = log_distance_db(10.0, 2.4e9, 3.0, 1.0)
+    at_100 = log_distance_db(100.0, 2.4e9, 3.0, 1.0)
 
     assert at_100 - at_10 == pytest.approx(30.0)
-    assert log_distance_path_loss_db(0.2, 2.4e9, 3.0, 1.0) == pytest.approx(free_space_path_loss_db(1.0, 2.4e9))
+    assert log_distance_db(0.2, 2.4e9, 3.0, 1.0) == pytest.approx(free_space_db(1.0, 2.4e9))
 
 
 def test_noise_density_with_figure():

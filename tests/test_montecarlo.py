@@ -2,7 +2,8 @@ import jax
 import numpy as np
 import pytest
 
-from jsplit.channel import log_distance_path_loss_db, noise_density_w_per_hz, simple_link, straight_pass_distances
+from jsplit.channel import noise_density_w_per_hz, simple_link, straight_pass_distances
+from jsplit.pathloss import log_distance_db
 from jsplit.compress import candidate_grid, magnitude_mask
 from jsplit.channel import rayleigh_gauss_markov
 from jsplit.montecarlo import bytes_per_sample, chunk_trajectories, simulate
@@ -24,7 +25,7 @@ def table(lenet):
 
 def make_link(bandwidth_hz, scale=10.0):
     distances = straight_pass_distances(STEPS, 0.1, 10.0, 50.0) * scale
-    gain = 10 ** (-log_distance_path_loss_db(distances, 2.4e9, 3.0, 1.0) / 10)
+    gain = 10 ** (-np.asarray(log_distance_db(distances, 2.4e9, 3.0, 1.0), np.float64) / 10)
     return simple_link(gain, 0.3, bandwidth_hz, 0.2, noise_density_w_per_hz(-174.0, 9.0), 0.1)
 
 
