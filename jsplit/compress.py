@@ -219,11 +219,20 @@ def evaluate_candidates(net: SplitNetwork, models: list[dict], clips: np.ndarray
             ``memory_budget_bytes``.
     """
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *models)
+
+    # Candidates that send float32, the raw input or the label all compute their model's own function, so
+    # each distinct (model, split, bits) with a quantized cut is evaluated once, and each model once more.
+    exact = (grid.activation_bits >= FLOAT_BITS) | (grid.split == 0) | (grid.split == net.num_layers)
+    rows = np.stack([grid.model_index, np.where(exact, 0, grid.split), np.where(exact, FLOAT_BITS,
+                                                                                grid.activation_bits)], axis=1)
+    distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
+
     if batch_size is None:
         widest = max(net.boundary_sizes)
-        batch_size = max(1, int(memory_budget_bytes // (3 * 4 * len(grid) * widest)))
+        batch_size = max(1, int(memory_budget_bytes // (3 * 4 * len(distinct) * widest)))
     batch_size = min(batch_size, len(x_test))
-    loss, accuracy = _evaluate_candidates(net, stacked, jnp.asarray(clips), jnp.asarray(grid.model_index),
-                                          jnp.asarray(grid.split), jnp.asarray(grid.activation_bits),
+    loss, accuracy = _evaluate_candidates(net, stacked, jnp.asarray(clips), *(jnp.asarray(distinct[:, i], jnp.int32)
+                                                                             for i in range(3)),
                                           jnp.asarray(x_test), jnp.asarray(y_test), batch_size)
-    return np.asarray(loss, np.float64), np.asarray(accuracy, np.float64)
+    inverse = inverse.reshape(-1)
+    return np.asarray(loss, np.float64)[inverse], np.asarray(accuracy, np.float64)[inverse]

@@ -92,3 +92,15 @@ def test_cut_quantization_matches_manual_head_tail(lenet, mnist_slice, trained_p
 
     np.testing.assert_allclose(forward_with_cut(lenet, trained_params, x, 2, 8, jnp.asarray(clips)), manual,
                                rtol=1e-5, atol=1e-5)
+
+
+def test_exact_candidates_share_one_evaluation(lenet, mnist_slice, trained_params):
+    data = mnist_slice
+    clips = calibrate_clips(lenet, trained_params, data.x_train[:1000])[None, :]
+    grid = candidate_grid([0.0], 3, [32, 16, 8])
+    loss, accuracy = evaluate_candidates(lenet, [trained_params], clips, grid, data.x_test, data.y_test)
+    exact = (grid.activation_bits == 32) | (grid.split == 0) | (grid.split == 3)
+
+    assert len(set(loss[exact])) == 1
+    assert len(set(accuracy[exact])) == 1
+    assert len(set(loss[~exact])) == (~exact).sum()
