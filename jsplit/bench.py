@@ -13,8 +13,9 @@ Measures in one run, at the same shapes and on the default channel:
 * wall time and peak RSS of whole studies as N x T grows, each in a fresh process.
 
 The candidate table uses LeNet-300-100's real layer sizes and magnitude masks
-of a randomly initialised network, so costs are those of the real model; test
-accuracies are a smooth stand-in, since only the budget mask depends on them.
+of a randomly initialised network, so the costs are those of the real model.
+Test accuracies are a smooth stand-in, because only the budget mask depends on
+them.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 from jsplit.channel import LinkModel, build_link, trajectory_inverse_rates
 from jsplit.compress import candidate_grid, magnitude_mask
 from jsplit.model import build_network
-from jsplit.montecarlo import simulate
+from jsplit.montecarlo import bytes_per_sample, chunk_trajectories, simulate
 from jsplit.profile import CandidateTable, EnergyProfile, build_table
 from jsplit.select import adaptive_masks, budget_mask, transmit_thresholds
 
@@ -48,7 +49,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def default_config(steps: int):
-    """The default configuration of conf/config.yaml with ``mc.steps`` set."""
+    """Compose the default configuration of conf/config.yaml with ``mc.steps`` set."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -111,7 +112,7 @@ def time_ceiling(link: LinkModel, trajectories: int, chunk_size: int, repeats: i
 
 
 def numpy_study(table: CandidateTable, link: LinkModel, allowed: np.ndarray, trajectories: int, chunk: int = 100):
-    """The same model in plain vectorised NumPy: per-candidate energies, argmin policies, per-step means.
+    """Run the same model in plain vectorised NumPy: per-candidate energies, argmin policies, per-step means.
 
     Returns (per-candidate mean energy [K], per-policy mean energy [P]).
     """
@@ -149,7 +150,7 @@ def numpy_study(table: CandidateTable, link: LinkModel, allowed: np.ndarray, tra
 
 
 def python_loop_study(table: CandidateTable, link: LinkModel, allowed: np.ndarray, trajectories: int):
-    """The same model one sample at a time in plain Python; returns per-policy mean energy [P]."""
+    """Run the same model one sample at a time in plain Python; return the per-policy mean energy [P]."""
     generator = random.Random(0)
     steps, rho = len(link.path_gain), link.rho
     innovation = math.sqrt(1 - rho * rho)
@@ -201,10 +202,11 @@ def run_benchmark(trajectories: int, steps: int, max_samples: float, repeats: in
     link = build_link(cfg)
     table = candidate_table(5, cfg)
     allowed = policy_sets(table)
-    allowed_sets = policy_sets(table)
-    chunk, _ = simulate(table, link, allowed_sets, trajectories=trajectories, key=jax.random.PRNGKey(0),
-                        progress=False)
-    chunk = chunk.chunk_size  # the default chunk of the pipeline; the ceiling kernel uses the same
+    # The pipeline's default chunk on this machine; the ceiling kernel uses the same.
+    per_sample = bytes_per_sample(len(np.unique(table.bits_sent)), len(policy_sets(table)), len(table),
+                                  "breakpoints")
+    chunk = min(trajectories, chunk_trajectories(512 * 2**20, 1, steps, per_sample, len(jax.devices()),
+                                                 jax.default_backend()))
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "cpu_count": os.cpu_count(), "jax": jax.__version__,
                            "devices": [str(d) for d in jax.devices()]},

@@ -140,6 +140,8 @@ def validate(cfg: Mapping) -> None:
     if (not isinstance(features, Sequence) or isinstance(features, str) or len(features) < 2
             or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in features)):
         _fail("model.features", features, "a list of at least two positive layer widths")
+    if model["name"] == "lenet5" and len(features) != 4:
+        _fail("model.features", features, "[conv1 channels, conv2 channels, hidden units, classes] for lenet5")
 
     train = _section(cfg, "train", ("epochs", "batch_size", "learning_rate"))
     _integer(train, "train", "epochs", minimum=1, accepted="a positive integer")

@@ -1,7 +1,7 @@
 """Flax networks whose forward pass can be cut at every layer boundary.
 
 Split layer ``l`` means the device runs layers ``1..l`` and sends the output of
-layer ``l`` (after its activation function); ``l = 0`` sends the raw input and
+layer ``l``, after its activation function. ``l = 0`` sends the raw input, and
 ``l = L`` runs the whole network on the device. For every ``l``,
 ``tail(params, head(params, x, l), l) == full(params, x)``.
 """

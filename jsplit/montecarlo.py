@@ -1,9 +1,9 @@
 """The streaming Monte-Carlo engine: draw the channel, select per policy, reduce.
 
 A study is N trajectories x R fading realizations x T steps. Trajectories are
-processed in chunks; each chunk is one jitted call that draws the fading,
-runs the per-step policies and reduces everything to moments, and the host
-merges chunks in float64 (``jsplit.stats``). Memory is bounded by the chunk.
+processed in chunks. Each chunk is one jitted call that draws the fading, runs
+the per-step policies and reduces everything to moments. The host merges the
+chunks in float64 (``jsplit.stats``), so memory is bounded by the chunk.
 
 Every policy's energy is a function of the inverse rate x = 1/R alone:
 
@@ -98,8 +98,9 @@ def bytes_per_sample(num_groups: int, num_policies: int, num_candidates: int, me
     return 4 * floats
 
 
-# On a CPU, chunks of about 2^18 samples keep the working arrays (1 MiB each) in the caches; larger chunks
-# ran at about half the speed on a 2-core x86 machine. Accelerators take chunks as large as the budget allows.
+# On a CPU, chunks of about 2^18 samples keep the working arrays (1 MiB each) in the caches. Chunks of 10^6
+# samples ran at about half the speed on a 2-core x86 machine. Accelerators take chunks as large as the budget
+# allows.
 CPU_CHUNK_SAMPLES = 2**18
 
 

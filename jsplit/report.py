@@ -126,9 +126,9 @@ def plot_energy_over_trajectory(results: dict, stats, link, streams: dict[str, i
 
     per_step = stats.energy_per_step
     low, high = per_step.ci95()
-    shown = [streams[name] for name in results["policies"]]
-    # A rare outage makes the normal band reach below zero; the log axis starts at half the smallest mean.
-    floor = 0.5 * float(per_step.mean[:, shown].min())
+    plotted = [streams[name] for name in results["policies"]]
+    # A rare outage makes the normal band reach below zero, so the log axis starts at half the smallest mean.
+    floor = 0.5 * float(per_step.mean[:, plotted].min())
     for name in results["policies"]:
         stream = streams[name]
         line, = energy_axis.plot(time_s, per_step.mean[:, stream], label=name, linewidth=1.2)

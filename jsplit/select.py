@@ -152,21 +152,21 @@ class Breakpoints:
     candidate: np.ndarray
 
     def snr_db(self, bandwidth_hz: float) -> np.ndarray:
-        """The breakpoints as SNR thresholds [dB]: ``snr = 2^(1 / (B x)) - 1``, decreasing."""
+        """Convert the breakpoints to SNR thresholds [dB], ``snr = 2^(1 / (B x)) - 1``, in decreasing order."""
         with np.errstate(over="ignore", divide="ignore"):
             snr = np.expm1(np.log(2.0) / (bandwidth_hz * self.inv_rate))
             return 10.0 * np.log10(snr)
 
 
 def lower_envelope(energy_local_j, tx_coeff, thresholds, allowed) -> Breakpoints:
-    """Exact breakpoints of the selection rule of ``select_argmin`` over the allowed candidates.
+    """Compute the exact breakpoints of the selection rule of ``select_argmin`` over the allowed candidates.
 
     Between consecutive feasibility thresholds the set of fitting candidates is
     fixed, and the cheapest of the lines ``c_k + a_k x`` changes only where the
     lower envelope of those lines has a corner. Past the last finite threshold
-    of a sending candidate, only candidates that send nothing fit; when none
-    fits, the cheapest failure ``c_k + P_tx * cap`` is constant in x. Ties go
-    to the smaller slope, then to the lower index.
+    of a sending candidate, only candidates that send nothing fit. Where none
+    fits, the choice is the cheapest failure ``c_k + P_tx * cap``, which does
+    not depend on x. Ties go to the smaller slope, then to the lower index.
 
     Args:
         energy_local_j, tx_coeff: c_k and a_k, shape [K].

@@ -108,7 +108,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     from jsplit.select import (
         ADAPTIVE_POLICIES, STALE_CSI_POLICIES, adaptive_masks, budget_mask, fixed_policy_candidates, reference_accuracy,
     )
-    from jsplit.train import evaluate
 
     timer = _Timer()
     with timer.stage("channel"):
@@ -133,7 +132,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         clips = np.stack([calibrate_clips(net, params, calibration) for params in models])
         grid = candidate_grid([0.0] + sparsities, net.num_layers, cfg.compression.activation_bits)
         loss, accuracy = evaluate_candidates(net, models, clips, grid, data.x_test, data.y_test)
-        dense_loss, dense_accuracy = (float(v) for v in evaluate(net, models[0], data.x_test, data.y_test))
+        dense = int(np.flatnonzero((grid.model_index == 0) & (grid.split == 0))[0])  # the dense model, unchanged
+        dense_loss, dense_accuracy = float(loss[dense]), float(accuracy[dense])
 
     with timer.stage("profile"):
         table = build_table(net, models, grid, loss, accuracy, EnergyProfile.from_config(cfg.energy), link.tx_power_w)
@@ -153,7 +153,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     fixed = fixed_policy_candidates(table, budget, stats.energy.mean[: len(table)])
     streams = {name: len(table) + i for i, name in enumerate(adaptive_names)}
     streams.update({name: index for name, index in fixed.items()})
-    shown = [name for name in adaptive_names if name in cfg.policy.names]
+    reported_adaptive = [name for name in adaptive_names if name in cfg.policy.names]
 
     results = {
         "dataset": {"name": data.name, "train_size": len(data.x_train), "test_size": len(data.x_test),
@@ -174,10 +174,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "policies": {name: summarize_policy(name, streams[name], stats, table, cfg, adaptive_names)
                      for name in cfg.policy.names},
         "breakpoints": {name: describe_breakpoints(envelopes[adaptive_names.index(name)], table, link.bandwidth_hz)
-                        for name in shown},
+                        for name in reported_adaptive},
     }
 
-    report.write_run(out_dir, results, table, stats, link, streams, shown, envelopes, timer.seconds)
+    report.write_run(out_dir, results, table, stats, link, streams, reported_adaptive, envelopes, timer.seconds)
     return results
 
 
@@ -227,7 +227,7 @@ def summarize_policy(name: str, stream: int, stats, table, cfg, adaptive_names) 
 
 
 def describe_breakpoints(envelope, table, bandwidth_hz: float) -> list[dict]:
-    """The optimal candidate per SNR interval, from low to high SNR, for results.json."""
+    """List the optimal candidate per SNR interval, from low to high SNR, for results.json."""
     # Segment i spans inverse rates (x[i-1], x[i]], that is rates from 1/x[i] up to 1/x[i-1]. An SNR too
     # large for float64 (a rate far beyond any link) is written as null, like the open ends.
     snr_db = envelope.snr_db(bandwidth_hz)

@@ -152,7 +152,7 @@ def test_deadline_reported_as_misses(lenet):
                         key=jax.random.PRNGKey(1), progress=False)
     offload = int(np.flatnonzero((table.split == 0) & table.uncompressed)[0])
 
-    # The raw image (6,272 bits) needs 3.1 Mbit/s to arrive within 2 ms; at 100 kHz that takes an SNR of
+    # The raw image (6,272 bits) needs 3.1 Mbit/s to arrive within 2 ms. At 100 kHz that takes an SNR of
     # 2^31 - 1, so it always misses.
     assert stats.outage_share[offload] == 1.0
     assert stats.outage_share[len(table)] < 0.01

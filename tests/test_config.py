@@ -118,3 +118,10 @@ def test_cli_missing_data_path_explains(tmp_path):
 
     assert completed.returncode != 0
     assert "does not exist" in completed.stderr
+
+
+def test_lenet5_needs_four_features(default_config):
+    changed = with_value(with_value(default_config, "model.name", "lenet5"), "model.features", [20, 50, 10])
+
+    with pytest.raises(ConfigError, match="model.features"):
+        validate(changed)
