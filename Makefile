@@ -1,4 +1,5 @@
-# jsplit: `make sweep` runs the three-bandwidth study, `make test` the tests.
+# jsplit: `make sweep` runs the three-bandwidth study, `make test` the tests,
+# `make compression` the compression study of both models (docs/compression.md).
 # Both create the virtual environment first; repeating `make setup` is a
 # no-op until requirements.lock or pyproject.toml change.
 
@@ -10,7 +11,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup sweep test clean data-fashion-mnist
+.PHONY: setup sweep test compression clean data-fashion-mnist
 
 setup: $(STAMP)
 
@@ -24,6 +25,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 sweep: setup
 	$(BIN)/python -m jsplit.sweep -m bandwidth=1e5,1e6,1e7
+
+compression: setup
+	$(BIN)/python -m jsplit.sweep -m model=lenet300100,lenet5
 
 test: setup
 	$(BIN)/python -m pytest -q

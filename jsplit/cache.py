@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when the meaning of cached parameters changes
+FORMAT_VERSION = 2  # bump when the meaning of cached parameters changes
 
 
 def cache_key(material: dict) -> str:

@@ -23,6 +23,8 @@ POLICY_NAMES = (
 )
 MODELS = ("lenet300100", "lenet5")
 PRUNING_SCOPES = ("global", "layer")
+FLOAT_BITS = 32  # a precision of 32 bits means float32
+WEIGHT_BITS = (4, 8, 16, 32)  # weight precisions the energy profile has multiply energies for
 PATH_LOSS_MODELS = ("free_space", "log_distance", "umi_los", "umi_nlos", "umi_mixed", "uma_los", "uma_nlos",
                     "uma_mixed")
 FADING_MODELS = ("none", "rayleigh", "rician")
@@ -143,10 +145,12 @@ def validate(cfg: Mapping) -> None:
     if model["name"] == "lenet5" and len(features) != 4:
         _fail("model.features", features, "[conv1 channels, conv2 channels, hidden units, classes] for lenet5")
 
-    train = _section(cfg, "train", ("epochs", "batch_size", "learning_rate"))
+    train = _section(cfg, "train", ("epochs", "batch_size", "learning_rate", "seeds", "shift_px"))
     _integer(train, "train", "epochs", minimum=1, accepted="a positive integer")
     _integer(train, "train", "batch_size", minimum=1, accepted="a positive integer")
     _number(train, "train", "learning_rate", minimum=0, exclusive=True, accepted="a positive number")
+    _integer(train, "train", "seeds", minimum=1, accepted="a positive number of seeds trained together")
+    _integer(train, "train", "shift_px", minimum=0, accepted="a non-negative number of pixels (0: no augmentation)")
 
     _validate_compression(cfg)
     _validate_physics(cfg)
@@ -166,16 +170,28 @@ def validate(cfg: Mapping) -> None:
 
 
 def _validate_compression(cfg: Mapping) -> None:
-    compression = _section(cfg, "compression", ("sparsities", "scope", "finetune_epochs", "finetune_learning_rate",
-                                                "activation_bits", "calibration_size"))
-    sparsities = compression["sparsities"]
-    if not isinstance(sparsities, Sequence) or isinstance(sparsities, str):
-        _fail("compression.sparsities", sparsities, "a list of sparsities in [0, 1)")
-    for sparsity in sparsities:
-        if not _is_number(sparsity) or not 0.0 <= sparsity < 1.0:
-            _fail("compression.sparsities", sparsity, "sparsities in [0, 1)")
+    compression = _section(cfg, "compression", ("sparsities", "structured_sparsities", "scope", "rounds",
+                                                "finetune_epochs", "finetune_learning_rate", "weight_bits",
+                                                "qat_epochs", "activation_bits", "calibration_size"))
+    for key in ("sparsities", "structured_sparsities"):
+        sparsities = compression[key]
+        if not isinstance(sparsities, Sequence) or isinstance(sparsities, str):
+            _fail(f"compression.{key}", sparsities, "a list of sparsities in [0, 1)")
+        for sparsity in sparsities:
+            if not _is_number(sparsity) or not 0.0 <= sparsity < 1.0:
+                _fail(f"compression.{key}", sparsity, "sparsities in [0, 1)")
     _choice(compression, "compression", "scope", PRUNING_SCOPES)
+    _integer(compression, "compression", "rounds", minimum=1, accepted="a positive number of pruning rounds per level")
     _integer(compression, "compression", "finetune_epochs", minimum=1, accepted="a positive integer")
+    _integer(compression, "compression", "qat_epochs", minimum=0, accepted="a non-negative integer (0: quantize after training)")
+    weight_bits = compression["weight_bits"]
+    if not isinstance(weight_bits, Sequence) or isinstance(weight_bits, str) or FLOAT_BITS not in weight_bits:
+        _fail("compression.weight_bits", weight_bits, f"a list of weight precisions from {list(WEIGHT_BITS)} that includes 32 "
+              "(the float32 reference)")
+    for width in weight_bits:
+        if width not in WEIGHT_BITS or isinstance(width, bool):
+            _fail("compression.weight_bits", width, f"precisions from {list(WEIGHT_BITS)}, the widths the energy "
+                  "profile has multiply energies for")
     _number(compression, "compression", "finetune_learning_rate", minimum=0, exclusive=True, accepted="a positive number")
     bits = compression["activation_bits"]
     if not isinstance(bits, Sequence) or isinstance(bits, str) or not bits:
@@ -188,7 +204,7 @@ def _validate_compression(cfg: Mapping) -> None:
 
 def _validate_physics(cfg: Mapping) -> None:
     energy_keys = ("name", "source", "float32_add_pj", "float32_mult_pj", "int32_add_pj", "int32_mult_pj",
-                   "int8_add_pj", "int8_mult_pj", "sram_read_32bit_pj", "dram_read_32bit_pj", "sram_bytes",
+                   "int8_add_pj", "int8_mult_pj", "int16_mult_pj", "int4_mult_pj", "sram_read_32bit_pj", "dram_read_32bit_pj", "sram_bytes",
                    "macs_per_s")
     energy = _section(cfg, "energy", energy_keys)
     _string(energy, "energy", "name")

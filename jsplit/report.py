@@ -25,6 +25,8 @@ from jsplit.select import ADAPTIVE_POLICIES
 
 log = logging.getLogger(__name__)
 
+COMPRESSION_CSV_COLUMNS = ("level", "sparsity", "structured", "weight_bits", "measured_sparsity", "accuracy",
+                           "accuracy_std", "macs", "weight_bytes", "weights_in_sram", "energy_full_local_j")
 POLICY_CSV_COLUMNS = ("policy", "energy_mean_j", "energy_std_j", "energy_ci95_low_j", "energy_ci95_high_j",
                       "co2_per_inference_g", "accuracy", "loss", "outage_share", "deadline_miss_share")
 
@@ -82,7 +84,7 @@ def policy_rows(results: dict) -> list[dict]:
 
 def write_run(out_dir: Path, results: dict, table, stats, link, streams: dict[str, int], adaptive_names: list[str],
               envelopes, timing_s: dict[str, float]) -> None:
-    """Write results.json, candidates.csv, policies.csv and the plots of one run into ``out_dir``.
+    """Write results.json, candidates.csv, policies.csv, compression.csv and the plots of one run into ``out_dir``.
 
     ``timing_s`` contains the seconds of the earlier stages; the time spent here
     is added as ``outputs`` before results.json is written.
@@ -92,6 +94,7 @@ def write_run(out_dir: Path, results: dict, table, stats, link, streams: dict[st
 
     candidate_rows = table.rows()
     _write_atomic(out_dir / "candidates.csv", _csv_bytes(candidate_rows, list(candidate_rows[0])))
+    _write_atomic(out_dir / "compression.csv", _csv_bytes(results["compression"], list(COMPRESSION_CSV_COLUMNS)))
     rows = policy_rows(results)
     _write_atomic(out_dir / "policies.csv", _csv_bytes(rows, list(POLICY_CSV_COLUMNS) + sorted(
         {key for row in rows for key in row if key.startswith("split_")})))
@@ -103,10 +106,46 @@ def write_run(out_dir: Path, results: dict, table, stats, link, streams: dict[st
         _write_atomic(out_dir / "breakpoints.png",
                       _png_bytes(plot_breakpoints(results, table, envelopes, link, adaptive_names)))
     _write_atomic(out_dir / "policy_energy_co2.png", _png_bytes(plot_policy_bars(results)))
+    _write_atomic(out_dir / "compression.png", _png_bytes(plot_compression(results)))
 
     results = dict(results, timing_s={**timing_s, "outputs": time.perf_counter() - start})
     _write_atomic(out_dir / "results.json", json.dumps(_finite_json(results), indent=2).encode())
     log.info("wrote results to %s", out_dir)
+
+
+def plot_compression(results: dict):
+    """Test accuracy of every compression level against the device energy of running it all locally."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = results["compression"]
+    precisions = sorted({level["weight_bits"] for level in levels}, reverse=True)
+    colors = dict(zip(precisions, plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(precisions)))))
+    figure, axis = plt.subplots(figsize=(8, 5))
+    # The dense levels count as unstructured, with sparsity 0.
+    for structured, marker, kind in ((False, "o", "unstructured"), (True, "s", "structured")):
+        for bits in precisions:
+            chosen = [level for level in levels if level["structured"] == structured and level["weight_bits"] == bits]
+            if not chosen:
+                continue
+            label = f"{kind}, {'float32' if bits >= 32 else f'int{bits}'}"
+            axis.errorbar([level["energy_full_local_j"] for level in chosen],
+                          [100 * level["accuracy"] for level in chosen],
+                          yerr=[100 * level["accuracy_std"] for level in chosen], fmt=marker, color=colors[bits],
+                          label=label, capsize=3)
+    dense = levels[0]
+    axis.axhline(100 * dense["accuracy"], color="grey", linewidth=0.8, linestyle="--", label="dense float32")
+    axis.set_xscale("log")
+    axis.set_xlabel("device energy of a fully local inference [J]")
+    axis.set_ylabel("test accuracy [%]")
+    seeds = results["model"].get("seeds", 1)
+    axis.set_title(f"{results['model']['name']} on {results['dataset']['name']}: compression levels"
+                   + (f" (mean and std over {seeds} seeds)" if seeds > 1 else ""))
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=8, ncols=2)
+    return figure
 
 
 def plot_energy_over_trajectory(results: dict, stats, link, streams: dict[str, int]):

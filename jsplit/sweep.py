@@ -9,6 +9,7 @@ writes ``summary.csv`` and ``summary.png`` at the sweep root (see
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import sys
@@ -45,53 +46,94 @@ class _Timer:
 
 
 def prepare_models(cfg, net, data):
-    """Return (parameter pytrees with the dense model first, sparsities, training record, cache hit).
+    """Return the compressed models, their levels and activation ranges, the training record and the cache hit.
+
+    Returns:
+        (models, levels, clips, record, cache_hit): ``models`` holds one
+        parameter pytree per level, stacked over ``train.seeds`` seeds, the
+        dense float32 model first; ``levels`` the matching
+        ``compress.Level``; ``clips`` float32 [levels, seeds, L].
 
     Parameters come from the Orbax cache when an entry with the same key
-    exists. Otherwise the dense model is trained, pruned and fine-tuned, and
-    the result is cached.
+    exists. Otherwise the dense models are trained, pruned, fine-tuned and
+    quantized, and the result is cached.
     """
     import jax
 
     from jsplit import cache
-    from jsplit.compress import kernel_sparsity, prune_and_finetune
-    from jsplit.train import fit
+    from jsplit.compress import Level, PrunedModel, calibrate_clips, kernel_sparsity, prune_and_finetune, quantize_level
+    from jsplit.quantize import FLOAT_BITS
+    from jsplit.train import fit, seed_slice, stack_seeds
 
-    sparsities = sorted({float(s) for s in cfg.compression.sparsities if s > 0.0})
+    compression, train = cfg.compression, cfg.train
+    sparsities = sorted({float(s) for s in compression.sparsities if s > 0.0})
+    structured = sorted({float(s) for s in compression.structured_sparsities if s > 0.0})
+    weight_bits = sorted({int(b) for b in compression.weight_bits}, reverse=True)
     material = {
         "data_sha256": data.sha256, "train_size": len(data.x_train), "test_size": len(data.x_test),
-        "model": OmegaConf.to_container(cfg.model), "train": OmegaConf.to_container(cfg.train),
-        "sparsities": sparsities, "scope": cfg.compression.scope, "finetune_epochs": cfg.compression.finetune_epochs,
-        "finetune_learning_rate": cfg.compression.finetune_learning_rate, "seed": cfg.seed,
+        "model": OmegaConf.to_container(cfg.model), "train": OmegaConf.to_container(train), "seed": cfg.seed,
+        "compression": {key: value for key, value in OmegaConf.to_container(compression).items()
+                        if key != "activation_bits"} | {"sparsities": sparsities, "structured_sparsities": structured,
+                                                         "weight_bits": weight_bits},
     }
     key = cache.cache_key(material)
     cached = cache.load(cfg.cache_dir, key)
     if cached is not None:
         tree, meta = cached
-        log.info("loaded trained and pruned parameters from cache entry %s", cache.entry_path(cfg.cache_dir, key))
-        models = [tree["levels"][str(i)] for i in range(len(sparsities) + 1)]
-        return models, sparsities, meta["record"], True
+        log.info("loaded trained and compressed parameters from cache entry %s", cache.entry_path(cfg.cache_dir, key))
+        levels = [Level(**level) for level in meta["levels"]]
+        models = [tree["models"][str(i)] for i in range(len(levels))]
+        return models, levels, np.asarray(tree["clips"], np.float32), meta["record"], True
 
-    init_key, train_key, prune_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
-    dense = fit(net, net.init(init_key), data.x_train, data.y_train, data.x_test, data.y_test,
-                epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, learning_rate=cfg.train.learning_rate,
-                key=train_key, description="train dense")
-    log.info("dense model: test accuracy %.4f after %d epochs (%.1f s)", dense.test_accuracy[-1], cfg.train.epochs,
-             dense.seconds)
-    pruned = prune_and_finetune(net, dense.params, data, sparsities=sparsities, scope=cfg.compression.scope,
-                                epochs=cfg.compression.finetune_epochs,
-                                learning_rate=cfg.compression.finetune_learning_rate,
-                                batch_size=cfg.train.batch_size, key=prune_key)
-    models = [dense.params] + [level.params for level in pruned]
+    start = time.perf_counter()
+    init_key, train_key, prune_key, quantize_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)
+    initial = stack_seeds([net.init(k) for k in jax.random.split(init_key, train.seeds)])
+    common = dict(batch_size=train.batch_size, shift_px=train.shift_px)
+    dense = fit(net, initial, data.x_train, data.y_train, data.x_test, data.y_test, epochs=train.epochs,
+                learning_rate=train.learning_rate, key=train_key, description="train dense", stacked=True, **common)
+    log.info("dense model: test accuracy %.4f after %d epochs (%.1f s)%s", dense.test_accuracy[-1], train.epochs,
+             dense.seconds, f", {train.seeds} seeds: {', '.join(f'{a:.4f}' for a in dense.seed_accuracy)}"
+             if train.seeds > 1 else "")
+    pruning = dict(scope=compression.scope, rounds=compression.rounds, epochs=compression.finetune_epochs,
+                   learning_rate=compression.finetune_learning_rate, **common)
+    pruned = [PrunedModel(sparsity=0.0, structured=False, params=dense.params, mask=None)]
+    pruned += prune_and_finetune(net, dense.params, data, sparsities=sparsities, key=prune_key, **pruning)
+    pruned += prune_and_finetune(net, dense.params, data, sparsities=structured, structured=True,
+                                 key=jax.random.fold_in(prune_key, 1), **pruning)
+
+    calibration = data.x_train[: compression.calibration_size]
+    models, levels, clips = [], [], []
+    for index, level in enumerate(pruned):
+        level_clips = np.stack([calibrate_clips(net, seed_slice(level.params, s), calibration)
+                                for s in range(train.seeds)])
+        for bits in weight_bits:
+            if bits >= FLOAT_BITS:
+                params = level.params
+            else:
+                params = quantize_level(net, level, level_clips, bits, data,
+                                        epochs=compression.qat_epochs if bits <= 8 else 0,
+                                        learning_rate=compression.finetune_learning_rate, batch_size=train.batch_size,
+                                        key=jax.random.fold_in(quantize_key, index * 64 + bits),
+                                        shift_px=train.shift_px)
+            models.append(params)
+            levels.append(Level(sparsity=level.sparsity, structured=level.structured, weight_bits=bits))
+            clips.append(level_clips)
+    clips = np.stack(clips).astype(np.float32)
+
     record = {
         "dense_train_seconds": dense.seconds,
+        "compression_seconds": time.perf_counter() - start - dense.seconds,
         "dense_test_accuracy_per_epoch": dense.test_accuracy,
-        "measured_sparsity": [kernel_sparsity(params) for params in models],
+        "dense_test_accuracy_per_seed": dense.seed_accuracy,
+        "measured_sparsity": [float(np.mean([kernel_sparsity(seed_slice(params, s)) for s in range(train.seeds)]))
+                              for params in models],
     }
-    tree = {"levels": {str(i): params for i, params in enumerate(models)}}
-    entry = cache.save(cfg.cache_dir, key, tree, {"material": material, "record": record})
-    log.info("cached trained and pruned parameters in %s", entry)
-    return models, sparsities, record, False
+    tree = {"models": {str(i): params for i, params in enumerate(models)}, "clips": clips}
+    meta = {"material": material, "record": record, "levels": [dataclasses.asdict(level) for level in levels]}
+    entry = cache.save(cfg.cache_dir, key, tree, meta)
+    log.info("cached trained and compressed parameters in %s (%.1f s of training)", entry,
+             time.perf_counter() - start)
+    return models, levels, clips, record, False
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -100,11 +142,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     from jsplit import report
     from jsplit.channel import build_link
-    from jsplit.compress import calibrate_clips, candidate_grid, evaluate_candidates
+    from jsplit.compress import candidate_grid, evaluate_candidates
     from jsplit.data import load_dataset
     from jsplit.model import build_network
     from jsplit.montecarlo import simulate
     from jsplit.profile import EnergyProfile, build_table, dense_macs
+    from jsplit.train import seed_slice
     from jsplit.select import (
         ADAPTIVE_POLICIES, STALE_CSI_POLICIES, adaptive_masks, budget_mask, fixed_policy_candidates, reference_accuracy,
     )
@@ -125,18 +168,17 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         raise ConfigError(f"invalid model.features={list(cfg.model.features)}: the last width must be at least "
                           f"the {data.num_classes} classes of {data.name}")
     with timer.stage("models"):
-        models, sparsities, record, cache_hit = prepare_models(cfg, net, data)
+        models, levels, clips, record, cache_hit = prepare_models(cfg, net, data)
 
     with timer.stage("candidates"):
-        calibration = data.x_train[: cfg.compression.calibration_size]
-        clips = np.stack([calibrate_clips(net, params, calibration) for params in models])
-        grid = candidate_grid([0.0] + sparsities, net.num_layers, cfg.compression.activation_bits)
-        loss, accuracy = evaluate_candidates(net, models, clips, grid, data.x_test, data.y_test)
+        grid = candidate_grid(levels, net.num_layers, cfg.compression.activation_bits)
+        loss, accuracy = evaluate_candidates(net, models, clips, grid, data.x_test, data.y_test, stacked=True)
         dense = int(np.flatnonzero((grid.model_index == 0) & (grid.split == 0))[0])  # the dense model, unchanged
-        dense_loss, dense_accuracy = float(loss[dense]), float(accuracy[dense])
+        dense_loss, dense_accuracy = float(loss[dense].mean()), float(accuracy[dense].mean())
 
     with timer.stage("profile"):
-        table = build_table(net, models, grid, loss, accuracy, EnergyProfile.from_config(cfg.energy), link.tx_power_w)
+        table = build_table(net, models, grid, loss, accuracy, EnergyProfile.from_config(cfg.energy), link.tx_power_w,
+                            stacked=True)
         budget = budget_mask(table, cfg.policy.accuracy_margin_pp)
         adaptive_sets = adaptive_masks(table, budget)
     log.info("%d candidates, %d within %.2f points of the dense accuracy %.4f", len(table), int(budget.sum()),
@@ -159,9 +201,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "dataset": {"name": data.name, "train_size": len(data.x_train), "test_size": len(data.x_test),
                     "sha256": data.sha256, "source": data.source},
         "model": {"name": net.name, "test_accuracy": dense_accuracy, "test_loss": dense_loss,
-                  "macs": dense_macs(net, models[0]), "from_cache": cache_hit, "training": record},
-        "compression": [{"sparsity": s, "measured_sparsity": m} for s, m in zip([0.0] + sparsities,
-                                                                                  record["measured_sparsity"])],
+                  "macs": dense_macs(net, seed_slice(models[0], 0)), "seeds": cfg.train.seeds,
+                  "test_accuracy_std": float(accuracy[dense].std()), "from_cache": cache_hit, "training": record},
+        "compression": [describe_level(index, level, measured, table, accuracy, grid)
+                        for index, (level, measured) in enumerate(zip(levels, record["measured_sparsity"]))],
         "config": OmegaConf.to_container(cfg, resolve=True),
         "monte_carlo": {"trajectories": cfg.mc.trajectories, "steps": cfg.mc.steps,
                         "realizations": cfg.mc.realizations, "samples": stats.samples, "seed": cfg.seed,
@@ -179,6 +222,18 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     report.write_run(out_dir, results, table, stats, link, streams, reported_adaptive, envelopes, timer.seconds)
     return results
+
+
+def describe_level(index: int, level, measured_sparsity: float, table, accuracy, grid) -> dict:
+    """One compression level's entry of ``results.json``: accuracy over seeds and the cost of running it all locally."""
+    own = int(np.flatnonzero((grid.model_index == index) & (grid.split == 0))[0])  # the model's own function
+    local = int(np.flatnonzero((table.model_index == index) & (table.split == table.split.max()))[0])
+    return {"level": level.label, "sparsity": level.sparsity, "structured": level.structured,
+            "weight_bits": level.weight_bits, "measured_sparsity": measured_sparsity,
+            "accuracy": float(accuracy[own].mean()), "accuracy_std": float(accuracy[own].std()),
+            "macs": float(table.macs[local]), "weight_bytes": float(table.weight_bytes[local]),
+            "weights_in_sram": bool(table.weights_in_sram[local]),
+            "energy_full_local_j": float(table.energy_local_j[local])}
 
 
 def summarize_policy(name: str, stream: int, stats, table, cfg, adaptive_names) -> dict:

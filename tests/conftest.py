@@ -22,6 +22,11 @@ def lenet():
 
 
 @pytest.fixture(scope="session")
+def lenet5():
+    return build_network("lenet5", (20, 50, 500, 10))
+
+
+@pytest.fixture(scope="session")
 def trained_params(lenet, mnist_slice):
     """LeNet-300-100 after eight epochs on the slice (about 94% test accuracy)."""
     data = mnist_slice

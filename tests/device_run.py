@@ -5,9 +5,11 @@ Usage: python tests/device_run.py CHUNK_SIZE
 
 import json
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
+from omegaconf import OmegaConf
 
 from jsplit.channel import noise_density_w_per_hz, simple_link, straight_pass_distances
 from jsplit.pathloss import log_distance_db
@@ -17,6 +19,8 @@ from jsplit.montecarlo import simulate
 from jsplit.profile import EnergyProfile, build_table
 from jsplit.select import adaptive_masks, budget_mask
 
+HOROWITZ_FILE = Path(__file__).resolve().parents[1] / "conf" / "energy" / "horowitz45nm.yaml"
+
 
 def small_study(chunk_size: int) -> dict:
     net = build_network("lenet300100", (300, 100, 10))
@@ -24,7 +28,7 @@ def small_study(chunk_size: int) -> dict:
     models = [dense, jax.tree.map(lambda p, m: p * m, dense, magnitude_mask(dense, 0.9))]
     grid = candidate_grid([0.0, 0.9], 3, [32, 8])
     accuracy = 0.98 - 0.005 * grid.model_index
-    profile = EnergyProfile(4.6e-12, 0.9e-12, 5e-12, 640e-12, 262144, 1e9, "Horowitz 45 nm")
+    profile = EnergyProfile.from_config(OmegaConf.load(HOROWITZ_FILE))
     table = build_table(net, models, grid, np.full(len(grid), 0.1), accuracy, profile, tx_power_w=0.2)
 
     distances = straight_pass_distances(80, 0.1, 10.0, 50.0) * 5.0

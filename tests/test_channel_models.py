@@ -2,12 +2,15 @@
 
 import math
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.special
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from jsplit.channel import (
     ChannelSpec, bessel_j0, block_fading, build_link, correlated_normal, gauss_markov, rician, sum_of_sinusoids,
@@ -17,6 +20,8 @@ from jsplit.montecarlo import simulate
 from jsplit.profile import EnergyProfile, build_table
 from jsplit.select import adaptive_masks, budget_mask, transmit_thresholds
 from tests.test_config import CONF_DIR
+
+HOROWITZ_FILE = Path(__file__).resolve().parents[1] / "conf" / "energy" / "horowitz45nm.yaml"
 
 
 def keys(count, seed=0):
@@ -100,7 +105,7 @@ def small_table(lenet):
     dense = lenet.init(jax.random.PRNGKey(0))
     models = [dense, jax.tree.map(lambda p, m: p * m, dense, magnitude_mask(dense, 0.9))]
     grid = candidate_grid([0.0, 0.9], 3, [32, 8])
-    profile = EnergyProfile(4.6e-12, 0.9e-12, 5e-12, 640e-12, 262144, 1e9, "Horowitz 45 nm")
+    profile = EnergyProfile.from_config(OmegaConf.load(HOROWITZ_FILE))
     return build_table(lenet, models, grid, np.full(len(grid), 0.1), 0.98 - 0.005 * grid.model_index, profile, 0.2)
 
 

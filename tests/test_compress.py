@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,3 +106,92 @@ def test_exact_candidates_share_one_evaluation(lenet, mnist_slice, trained_param
     assert len(set(loss[exact])) == 1
     assert len(set(accuracy[exact])) == 1
     assert len(set(loss[~exact])) == (~exact).sum()
+
+
+def _masked(params, mask):
+    return jax.tree.map(lambda p, m: p * m, params, mask)
+
+
+def test_structured_mask_removes_lowest_norm_units_and_their_outputs(lenet, trained_params):
+    from jsplit.compress import alive_channels, structured_mask
+
+    mask = structured_mask(lenet, trained_params, 0.5)
+    pruned = _masked(trained_params, mask)
+    tree, kept = trained_params["params"], mask["params"]
+
+    for name, units, next_name in (("dense1", 300, "dense2"), ("dense2", 100, "dense3")):
+        alive = kept[name]["bias"] == 1.0
+        assert alive.sum() == units // 2
+        # the next layer no longer reads a removed unit
+        assert np.all(kept[next_name]["kernel"][~alive, :] == 0.0)
+    assert kept["dense3"]["bias"].min() == 1.0  # the output layer keeps all ten classes
+    original = np.linalg.norm(np.asarray(tree["dense1"]["kernel"]), axis=0)
+    alive1 = kept["dense1"]["bias"] == 1.0
+    assert original[~alive1].max() <= original[alive1].min()
+
+    # removed units output exactly zero, so the activation that is sent shrinks
+    h = np.asarray(lenet.head(pruned, jnp.asarray(np.random.default_rng(0).random((64, 784)), jnp.float32), 1))
+    assert np.all(h[:, ~alive1] == 0.0)
+    np.testing.assert_array_equal(alive_channels(lenet, pruned), [784, 150, 50, 10])
+
+
+def test_structured_mask_on_lenet5_follows_channels_through_pooling(lenet5):
+    from jsplit.compress import alive_channels, structured_mask
+
+    params = lenet5.init(jax.random.PRNGKey(0))
+    mask = structured_mask(lenet5, params, 0.5)
+    kept = mask["params"]
+    conv1_alive = kept["conv1"]["bias"] == 1.0
+    conv2_alive = kept["conv2"]["bias"] == 1.0
+
+    assert conv1_alive.sum() == 10 and conv2_alive.sum() == 25 and (kept["fc1"]["bias"] == 1.0).sum() == 250
+    assert np.all(kept["conv2"]["kernel"][:, :, ~conv1_alive, :] == 0.0)
+    # fc1 reads the pooled 4x4x50 activation flattened with the channel fastest
+    rows = kept["fc1"]["kernel"].reshape(4, 4, 50, 500)
+    assert np.all(rows[:, :, ~conv2_alive, :] == 0.0)
+    assert np.all(rows[:, :, conv2_alive, :].any(axis=(0, 1, 3)))
+
+    pruned = _masked(params, mask)
+    np.testing.assert_array_equal(alive_channels(lenet5, pruned), [784, 10, 10, 25, 25, 250, 10])
+    x = jnp.asarray(np.random.default_rng(1).random((8, 784)), jnp.float32)
+    pooled = np.asarray(lenet5.head(pruned, x, 4)).reshape(8, 4, 4, 50)
+    assert np.all(pooled[..., ~conv2_alive] == 0.0)
+
+
+def test_structured_pruning_rejects_out_of_range(lenet):
+    from jsplit.compress import structured_mask
+
+    with pytest.raises(ValueError, match="structured sparsity must be in"):
+        structured_mask(lenet, lenet.init(jax.random.PRNGKey(0)), 1.0)
+
+
+def test_iterative_rounds_reach_the_level_and_nest(lenet, mnist_slice, trained_params):
+    from jsplit.compress import prune_and_finetune
+    from jsplit.train import stack_seeds
+
+    small = dataclasses.replace(mnist_slice, x_train=mnist_slice.x_train[:1000], y_train=mnist_slice.y_train[:1000])
+    levels = prune_and_finetune(lenet, stack_seeds([trained_params]), small, sparsities=[0.5, 0.9], scope="global",
+                                epochs=1, learning_rate=1e-4, batch_size=100, key=jax.random.PRNGKey(0), rounds=3)
+
+    assert [level.sparsity for level in levels] == [0.5, 0.9]
+    for level in levels:
+        assert kernel_sparsity(jax.tree.map(lambda leaf: leaf[0], level.params)) == pytest.approx(level.sparsity, abs=1e-4)
+    outer, inner = (jax.tree.leaves(level.mask) for level in levels)
+    assert all(np.all(b <= a) for a, b in zip(outer, inner))  # every mask contains the next one
+
+
+def test_seed_evaluation_matches_single_models(lenet, mnist_slice, trained_params):
+    other = jax.tree.map(lambda p: p * 0.9, trained_params)
+    x = mnist_slice.x_train[:1000]
+    clips = np.stack([calibrate_clips(lenet, p, x) for p in (trained_params, other)])  # [S, L]
+    grid = candidate_grid([0.0], 3, [32, 4])
+    from jsplit.train import stack_seeds
+
+    loss, accuracy = evaluate_candidates(lenet, [stack_seeds([trained_params, other])], clips[None], grid,
+                                         mnist_slice.x_test, mnist_slice.y_test, stacked=True)
+    assert loss.shape == accuracy.shape == (len(grid), 2)
+    for seed, params in enumerate((trained_params, other)):
+        single_loss, single_accuracy = evaluate_candidates(lenet, [params], clips[seed][None], grid,
+                                                           mnist_slice.x_test, mnist_slice.y_test)
+        np.testing.assert_allclose(loss[:, seed], single_loss, rtol=1e-5)
+        np.testing.assert_allclose(accuracy[:, seed], single_accuracy, atol=1e-6)

@@ -67,6 +67,14 @@ def test_defaults_follow_design(default_config):
     ("data.sha256", "xyz", "data.sha256"),
     ("model.name", "vgg", "model.name"),
     ("train.learning_rate", 0, "train.learning_rate"),
+    ("train.seeds", 0, "train.seeds"),
+    ("train.shift_px", -1, "train.shift_px"),
+    ("compression.weight_bits", [8, 4], "includes 32"),
+    ("compression.weight_bits", [32, 6], "compression.weight_bits"),
+    ("compression.structured_sparsities", [0.5, 1.0], "compression.structured_sparsities"),
+    ("compression.rounds", 0, "compression.rounds"),
+    ("compression.qat_epochs", -1, "compression.qat_epochs"),
+    ("energy.int4_mult_pj", -0.1, "energy.int4_mult_pj"),
 ])
 def test_invalid_value_names_key(default_config, key, value, fragment):
     with pytest.raises(ConfigError) as error:
@@ -125,3 +133,15 @@ def test_lenet5_needs_four_features(default_config):
 
     with pytest.raises(ConfigError, match="model.features"):
         validate(changed)
+
+
+def test_lenet5_brings_its_training_recipe():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        lenet5 = compose(config_name="config", overrides=["model=lenet5"])
+        chosen = compose(config_name="config", overrides=["model=lenet5", "train=default", "train.epochs=3"])
+        default = compose(config_name="config")
+
+    assert lenet5.compression.finetune_epochs != default.compression.finetune_epochs
+    assert lenet5.train.epochs != default.train.epochs
+    assert chosen.train.epochs == 3 and chosen.train.shift_px == default.train.shift_px  # the command line wins
+    validate(OmegaConf.to_container(lenet5, resolve=True))

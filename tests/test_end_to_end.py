@@ -11,8 +11,10 @@ import pytest
 
 POLICIES = {"adaptive", "adaptive_uncompressed", "static", "static_uncompressed", "full_offload", "full_local",
             "full_local_uncompressed", "adaptive_outdated_csi"}
-SMALL = ["data.train_size=6000", "data.test_size=2000", "train.epochs=3", "compression.finetune_epochs=1",
-         "compression.sparsities=[0.5,0.9]", "mc.trajectories=24", "mc.steps=100", "mc.chunk_size=10"]
+SMALL = ["data.train_size=6000", "data.test_size=2000", "train.epochs=3", "train.seeds=2",
+         "compression.finetune_epochs=1", "compression.sparsities=[0.5,0.9]", "compression.structured_sparsities=[0.5]",
+         "compression.weight_bits=[32,8]", "compression.qat_epochs=1", "mc.trajectories=24", "mc.steps=100",
+         "mc.chunk_size=10"]
 
 
 def all_numbers(tree):
@@ -62,6 +64,24 @@ def test_results_follow_output_contract(sweep):
     assert set(results["timing_s"]) >= {"data", "models", "candidates", "monte_carlo", "outputs"}
 
 
+def test_candidates_cover_every_level_with_seed_statistics(sweep):
+    results = json.loads((sweep / "0" / "results.json").read_text())
+    with open(sweep / "0" / "candidates.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+
+    assert results["model"]["seeds"] == 2
+    levels = {(c["sparsity"], c["structured"], c["weight_bits"]) for c in results["compression"]}
+    assert levels == {(s, structured, bits) for s, structured in ((0.0, False), (0.5, False), (0.9, False),
+                                                                  (0.5, True)) for bits in (32, 8)}
+    assert {(float(r["sparsity"]), r["structured"], int(r["weight_bits"])) for r in rows} == {
+        (s, str(structured), bits) for s, structured, bits in levels}
+    assert any(float(r["accuracy_std"]) > 0 for r in rows)  # two differently initialised models disagree
+    # structured pruning halves the hidden activation that is sent
+    sent = {(r["structured"], int(r["split"])): float(r["elements_sent"]) for r in rows if r["weight_bits"] == "32"
+            and float(r["sparsity"]) == 0.5}
+    assert sent[("True", 1)] == 150 and sent[("False", 1)] == 300
+
+
 def test_adaptive_is_cheapest_in_every_job(sweep):
     for job in ("0", "1"):
         policies = json.loads((sweep / job / "results.json").read_text())["policies"]
@@ -83,11 +103,27 @@ def test_candidates_csv_columns(sweep):
     with open(sweep / "0" / "candidates.csv") as stream:
         rows = list(csv.DictReader(stream))
 
-    assert len(rows) == 3 * (1 + 2 * 3 + 1)
-    for column in ("sparsity", "split", "activation_bits", "macs", "bits_sent", "energy_local_j", "loss", "accuracy"):
+    # 4 pruning levels (dense, 0.5, 0.9, structured 0.5) x 2 weight precisions, each with split 0 (raw image),
+    # 2 inner splits x 3 activation widths and split 3 (label)
+    assert len(rows) == 4 * 2 * (1 + 2 * 3 + 1)
+    for column in ("sparsity", "structured", "weight_bits", "split", "activation_bits", "macs", "bits_sent",
+                   "energy_local_j", "loss", "accuracy", "accuracy_std"):
         assert column in rows[0]
-    dense_local = [r for r in rows if r["sparsity"] == "0.0" and r["split"] == "3"][0]
-    assert int(dense_local["macs"]) == 266_200
+    dense_local = [r for r in rows if r["model_index"] == "0" and r["split"] == "3"][0]
+    assert float(dense_local["macs"]) == 266_200
+    int8_local = [r for r in rows if r["sparsity"] == "0.0" and r["weight_bits"] == "8" and r["split"] == "3"][0]
+    # 8-bit weights are a quarter of the DRAM words (267.8 kB still exceed the 256 KiB SRAM) at 15x cheaper MACs
+    assert float(int8_local["energy_local_j"]) < float(dense_local["energy_local_j"]) / 3.5
+
+
+def test_compression_table_and_plot(sweep):
+    with open(sweep / "0" / "compression.csv") as stream:
+        rows = list(csv.DictReader(stream))
+
+    assert len(rows) == 8
+    assert rows[0]["level"] == "dense, float32"
+    assert all(0.5 < float(r["accuracy"]) <= 1.0 and float(r["energy_full_local_j"]) > 0 for r in rows)
+    assert (sweep / "0" / "compression.png").stat().st_size > 0
 
 
 def test_summary_has_row_per_job_and_policy(sweep):

@@ -37,11 +37,6 @@ def test_unknown_model_rejected():
         build_network("resnet", (10,))
 
 
-@pytest.fixture(scope="module")
-def lenet5():
-    return build_network("lenet5", (20, 50, 500, 10))
-
-
 @pytest.mark.parametrize("split", range(7))
 def test_lenet5_head_tail_equals_full(lenet5, split):
     params = lenet5.init(jax.random.PRNGKey(3))
@@ -65,13 +60,13 @@ def test_lenet5_boundaries_and_macs(lenet5):
 
 def test_lenet5_pooling_costs_no_weights(lenet5):
     from jsplit.compress import candidate_grid, magnitude_mask
-    from jsplit.profile import EnergyProfile, build_table
+    from jsplit.profile import build_table
+    from tests.test_profile import HOROWITZ
 
     dense = lenet5.init(jax.random.PRNGKey(0))
     sparse = jax.tree.map(lambda p, m: p * m, dense, magnitude_mask(dense, 0.9))
     grid = candidate_grid([0.0, 0.9], lenet5.num_layers, [32])
-    profile = EnergyProfile(4.6e-12, 0.9e-12, 5e-12, 640e-12, 262144, 1e9, "Horowitz 45 nm")
-    table = build_table(lenet5, [dense, sparse], grid, np.zeros(len(grid)), np.ones(len(grid)), profile, 0.2)
+    table = build_table(lenet5, [dense, sparse], grid, np.zeros(len(grid)), np.ones(len(grid)), HOROWITZ, 0.2)
 
     def at(model, split):
         return int(np.flatnonzero((table.model_index == model) & (table.split == split))[0])
@@ -86,3 +81,13 @@ def test_lenet5_pooling_costs_no_weights(lenet5):
     assert table.weights_fetched[at(1, 6)] - biases == pytest.approx(0.1 * kernels, abs=1)
     # Global pruning keeps more of the small convolution kernels, whose weights are each used 576 or 64 times.
     assert table.macs[at(1, 6)] < table.macs[at(0, 6)]
+
+
+def test_patch_convolution_matches_lax_convolution(lenet5):
+    params = lenet5.init(jax.random.PRNGKey(0))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 12, 12, 20))
+    kernel, bias = params["params"]["conv2"]["kernel"], params["params"]["conv2"]["bias"]
+    reference = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ours = lenet5.layer(params, x.reshape(4, -1), 2).reshape(4, 8, 8, 50)
+
+    np.testing.assert_allclose(ours, jax.nn.relu(reference + bias), rtol=1e-4, atol=1e-5)

@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from jsplit.channel import noise_density_w_per_hz, simple_link, straight_pass_distances
 from jsplit.pathloss import log_distance_db
@@ -9,6 +12,8 @@ from jsplit.channel import rayleigh_gauss_markov
 from jsplit.montecarlo import bytes_per_sample, chunk_trajectories, simulate
 from jsplit.profile import EnergyProfile, build_table
 from jsplit.select import adaptive_masks, budget_mask, fixed_policy_candidates
+
+HOROWITZ_FILE = Path(__file__).resolve().parents[1] / "conf" / "energy" / "horowitz45nm.yaml"
 
 STEPS = 60
 
@@ -19,7 +24,7 @@ def table(lenet):
     models = [dense] + [jax.tree.map(lambda p, m: p * m, dense, magnitude_mask(dense, s)) for s in (0.5, 0.9)]
     grid = candidate_grid([0.0, 0.5, 0.9], 3, [32, 8])
     accuracy = 0.98 - 0.004 * grid.model_index - 0.001 * (grid.activation_bits == 8)
-    profile = EnergyProfile(4.6e-12, 0.9e-12, 5e-12, 640e-12, 262144, 1e9, "Horowitz 45 nm")
+    profile = EnergyProfile.from_config(OmegaConf.load(HOROWITZ_FILE))
     return build_table(lenet, models, grid, 0.1 + 0.01 * grid.model_index, accuracy, profile, tx_power_w=0.2)
 
 
