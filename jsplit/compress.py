@@ -145,10 +145,10 @@ def alive_channels(net: SplitNetwork, params) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Level:
-    """How one compressed model was made.
+    """The recipe of one compressed model.
 
     Attributes:
-        sparsity: nominal share removed: of all kernel weights (unstructured)
+        sparsity: nominal share removed, of all kernel weights (unstructured)
             or of the units of every hidden layer (structured).
         structured: whole neurons and channels were removed.
         weight_bits: weight precision; 32 is float32.
@@ -161,7 +161,7 @@ class Level:
     @property
     def label(self) -> str:
         pruning = f"{'structured' if self.structured else 'unstructured'} {self.sparsity:g}" if self.sparsity else "dense"
-        return f"{pruning}, {'float32' if self.weight_bits >= FLOAT_BITS else f'int{self.weight_bits}'}"
+        return f"{pruning} / {'float32' if self.weight_bits >= FLOAT_BITS else f'int{self.weight_bits}'}"
 
 
 @dataclasses.dataclass(frozen=True)

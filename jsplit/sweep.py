@@ -49,10 +49,11 @@ def prepare_models(cfg, net, data):
     """Return the compressed models, their levels and activation ranges, the training record and the cache hit.
 
     Returns:
-        (models, levels, clips, record, cache_hit): ``models`` holds one
+        (models, levels, clips, record, cache_hit, key): ``models`` holds one
         parameter pytree per level, stacked over ``train.seeds`` seeds, the
         dense float32 model first; ``levels`` the matching
-        ``compress.Level``; ``clips`` float32 [levels, seeds, L].
+        ``compress.Level``; ``clips`` float32 [levels, seeds, L]; ``key`` the
+        cache key of the models.
 
     Parameters come from the Orbax cache when an entry with the same key
     exists. Otherwise the dense models are trained, pruned, fine-tuned and
@@ -83,7 +84,7 @@ def prepare_models(cfg, net, data):
         log.info("loaded trained and compressed parameters from cache entry %s", cache.entry_path(cfg.cache_dir, key))
         levels = [Level(**level) for level in meta["levels"]]
         models = [tree["models"][str(i)] for i in range(len(levels))]
-        return models, levels, np.asarray(tree["clips"], np.float32), meta["record"], True
+        return models, levels, np.asarray(tree["clips"], np.float32), meta["record"], True, key
 
     start = time.perf_counter()
     init_key, train_key, prune_key, quantize_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)
@@ -133,7 +134,32 @@ def prepare_models(cfg, net, data):
     entry = cache.save(cfg.cache_dir, key, tree, meta)
     log.info("cached trained and compressed parameters in %s (%.1f s of training)", entry,
              time.perf_counter() - start)
-    return models, levels, clips, record, False
+    return models, levels, clips, record, False, key
+
+
+def evaluate_cached(cfg, net, models, clips, grid, data, models_key: str):
+    """Test loss and accuracy [K, seeds] of every candidate, from the Orbax cache when this evaluation was done before.
+
+    The entry is keyed by the models' cache key and the activation widths, so
+    the jobs of a sweep over channel or policy settings evaluate once.
+    """
+    from jsplit import cache
+    from jsplit.compress import evaluate_candidates
+
+    key = cache.cache_key({"models": models_key, "activation_bits": sorted(int(b) for b in
+                                                                            cfg.compression.activation_bits),
+                           "evaluation": "test loss and accuracy per candidate and seed"})
+    cached = cache.load(cfg.cache_dir, key)
+    if cached is not None:
+        tree, _ = cached
+        log.info("loaded candidate evaluations from cache entry %s", cache.entry_path(cfg.cache_dir, key))
+        return np.asarray(tree["loss"]), np.asarray(tree["accuracy"])
+    start = time.perf_counter()
+    loss, accuracy = evaluate_candidates(net, models, clips, grid, data.x_test, data.y_test, stacked=True)
+    log.info("evaluated %d candidates on %d test images in %.1f s", len(grid), len(data.x_test),
+             time.perf_counter() - start)
+    cache.save(cfg.cache_dir, key, {"loss": loss, "accuracy": accuracy}, {"models_key": models_key})
+    return loss, accuracy
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -142,7 +168,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     from jsplit import report
     from jsplit.channel import build_link
-    from jsplit.compress import candidate_grid, evaluate_candidates
+    from jsplit.compress import candidate_grid
     from jsplit.data import load_dataset
     from jsplit.model import build_network
     from jsplit.montecarlo import simulate
@@ -168,11 +194,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         raise ConfigError(f"invalid model.features={list(cfg.model.features)}: the last width must be at least "
                           f"the {data.num_classes} classes of {data.name}")
     with timer.stage("models"):
-        models, levels, clips, record, cache_hit = prepare_models(cfg, net, data)
+        models, levels, clips, record, cache_hit, models_key = prepare_models(cfg, net, data)
 
     with timer.stage("candidates"):
         grid = candidate_grid(levels, net.num_layers, cfg.compression.activation_bits)
-        loss, accuracy = evaluate_candidates(net, models, clips, grid, data.x_test, data.y_test, stacked=True)
+        loss, accuracy = evaluate_cached(cfg, net, models, clips, grid, data, models_key)
         dense = int(np.flatnonzero((grid.model_index == 0) & (grid.split == 0))[0])  # the dense model, unchanged
         dense_loss, dense_accuracy = float(loss[dense].mean()), float(accuracy[dense].mean())
 
@@ -297,7 +323,8 @@ def describe_breakpoints(envelope, table, bandwidth_hz: float) -> list[dict]:
             "rate_bps_to": float(high_rate) if np.isfinite(high_rate) else None,
             "snr_db_from": float(low_snr) if np.isfinite(low_snr) else None,
             "snr_db_to": float(high_snr) if np.isfinite(high_snr) else None,
-            "candidate": k, "sparsity": float(table.sparsity[k]), "split": int(table.split[k]),
+            "candidate": k, "sparsity": float(table.sparsity[k]), "structured": bool(table.structured[k]),
+            "weight_bits": int(table.weight_bits[k]), "split": int(table.split[k]),
             "activation_bits": int(table.activation_bits[k]),
         })
     return segments

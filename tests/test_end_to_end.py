@@ -97,6 +97,7 @@ def test_second_job_reuses_cached_model(sweep):
     assert first["model"]["from_cache"] is False
     assert second["model"]["from_cache"] is True
     assert second["model"]["test_accuracy"] == first["model"]["test_accuracy"]
+    assert "loaded candidate evaluations from cache entry" in (sweep / "1" / "sweep.log").read_text()
 
 
 def test_candidates_csv_columns(sweep):
@@ -121,7 +122,7 @@ def test_compression_table_and_plot(sweep):
         rows = list(csv.DictReader(stream))
 
     assert len(rows) == 8
-    assert rows[0]["level"] == "dense, float32"
+    assert rows[0]["level"] == "dense / float32"
     assert all(0.5 < float(r["accuracy"]) <= 1.0 and float(r["energy_full_local_j"]) > 0 for r in rows)
     assert (sweep / "0" / "compression.png").stat().st_size > 0
 
