@@ -291,6 +291,10 @@ def candidate_grid(levels, num_layers: int, activation_bits) -> CandidateGrid:
 
     ``levels`` lists the compression levels in model order, the dense float32
     model first: Level objects, or plain sparsities for unstructured float32 levels.
+    At inner splits a float32 level sends at every width of ``activation_bits``.
+    A level with b-bit integer weights already holds b-bit activations on the
+    device, so it sends at b bits (losslessly) or at the narrower widths of
+    ``activation_bits``; a wider payload would carry no more information.
     """
     levels = [level if isinstance(level, Level) else Level(float(level), False, FLOAT_BITS) for level in levels]
     rows = []
@@ -300,8 +304,11 @@ def candidate_grid(levels, num_layers: int, activation_bits) -> CandidateGrid:
                 widths = [RAW_PIXEL_BITS]
             elif split == num_layers:
                 widths = [LABEL_BITS]
+            elif level.weight_bits >= FLOAT_BITS:
+                widths = sorted({int(b) for b in activation_bits}, reverse=True)
             else:
-                widths = sorted(set(int(b) for b in activation_bits), reverse=True)
+                widths = sorted({int(b) for b in activation_bits if b < level.weight_bits} | {level.weight_bits},
+                                reverse=True)
             rows.extend((model_index, level.sparsity, level.structured, level.weight_bits, split, bits)
                         for bits in widths)
 
@@ -344,9 +351,11 @@ def evaluate_candidates(net: SplitNetwork, models: list[dict], clips: np.ndarray
     flat = jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *models)  # [levels * S, ...]
     flat_clips = jnp.asarray(np.asarray(clips, np.float32).reshape(-1, net.num_layers))
 
-    # Candidates that send float32, the raw input or the label all compute their model's own function, so
-    # each distinct (model, split, bits) with a quantized cut is evaluated once, and each model once more.
-    exact = (grid.activation_bits >= FLOAT_BITS) | (grid.split == 0) | (grid.split == net.num_layers)
+    # Candidates that send the raw input, the label, float32 or a level's own integer width all compute their
+    # model's own function, so each distinct (model, split, bits) with a lossy cut is evaluated once, and
+    # each model once more.
+    exact = ((grid.activation_bits >= np.minimum(grid.weight_bits, FLOAT_BITS)) | (grid.split == 0)
+             | (grid.split == net.num_layers))
     rows = np.stack([grid.model_index, np.where(exact, 0, grid.split), np.where(exact, FLOAT_BITS,
                                                                                 grid.activation_bits)], axis=1)
     distinct, inverse = np.unique(rows, axis=0, return_inverse=True)

@@ -148,7 +148,8 @@ def evaluate_cached(cfg, net, models, clips, grid, data, models_key: str):
 
     key = cache.cache_key({"models": models_key, "activation_bits": sorted(int(b) for b in
                                                                             cfg.compression.activation_bits),
-                           "evaluation": "test loss and accuracy per candidate and seed"})
+                           "evaluation": "test loss and accuracy per candidate and seed",
+                           "grid": "integer levels send at their own width or narrower"})
     cached = cache.load(cfg.cache_dir, key)
     if cached is not None:
         tree, _ = cached

@@ -195,3 +195,26 @@ def test_seed_evaluation_matches_single_models(lenet, mnist_slice, trained_param
                                                            mnist_slice.x_test, mnist_slice.y_test)
         np.testing.assert_allclose(loss[:, seed], single_loss, rtol=1e-5)
         np.testing.assert_allclose(accuracy[:, seed], single_accuracy, atol=1e-6)
+
+
+def test_integer_levels_send_at_their_own_width():
+    from jsplit.compress import Level
+
+    grid = candidate_grid([Level(0.0, False, 32), Level(0.0, False, 8), Level(0.5, True, 4)], 3, [32, 16, 8])
+    inner = grid.split == 1
+
+    assert set(grid.activation_bits[inner & (grid.model_index == 0)]) == {32, 16, 8}
+    assert set(grid.activation_bits[inner & (grid.model_index == 1)]) == {8}
+    assert set(grid.activation_bits[inner & (grid.model_index == 2)]) == {4}
+
+
+def test_own_width_cut_is_lossless(lenet, mnist_slice, trained_params):
+    from jsplit.quantize import forward, quantize_weights
+
+    clips = jnp.asarray(calibrate_clips(lenet, trained_params, mnist_slice.x_train[:1000]))
+    x = jnp.asarray(mnist_slice.x_test[:500])
+    for bits in (4, 8):
+        params = quantize_weights(trained_params, bits)
+        own = np.asarray(forward(lenet, params, x, bits, clips))
+        for split in (1, 2):
+            np.testing.assert_array_equal(np.asarray(forward(lenet, params, x, bits, clips, split, bits)), own)

@@ -104,9 +104,9 @@ def test_candidates_csv_columns(sweep):
     with open(sweep / "0" / "candidates.csv") as stream:
         rows = list(csv.DictReader(stream))
 
-    # 4 pruning levels (dense, 0.5, 0.9, structured 0.5) x 2 weight precisions, each with split 0 (raw image),
-    # 2 inner splits x 3 activation widths and split 3 (label)
-    assert len(rows) == 4 * 2 * (1 + 2 * 3 + 1)
+    # 4 pruning levels (dense, 0.5, 0.9, structured 0.5), each with split 0 (raw image), 2 inner splits and
+    # split 3 (label); float32 models send at 3 activation widths, 8-bit models at 8 bits only
+    assert len(rows) == 4 * (1 + 2 * 3 + 1) + 4 * (1 + 2 * 1 + 1)
     for column in ("sparsity", "structured", "weight_bits", "split", "activation_bits", "macs", "bits_sent",
                    "energy_local_j", "loss", "accuracy", "accuracy_std"):
         assert column in rows[0]
