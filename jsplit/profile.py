@@ -97,7 +97,7 @@ class CandidateTable:
         local_latency_s: macs / throughput [s].
         loss: test cross-entropy [nats], mean over seeds.
         accuracy: test accuracy, fraction, mean over seeds.
-        accuracy_std: standard deviation of the test accuracy over seeds (0 for one seed).
+        accuracy_std: sample standard deviation of the test accuracy over seeds (0 for one seed).
         uncompressed: dense float32 weights and float32 (or raw, or label) payload.
     """
 
@@ -131,6 +131,14 @@ class CandidateTable:
         """Return one dict per candidate, for CSV and JSON output."""
         columns = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         return [{name: values[k].item() for name, values in columns.items()} for k in range(len(self))]
+
+
+def seed_std(values: np.ndarray) -> np.ndarray:
+    """Sample standard deviation (ddof 1) over the last axis, the seeds; 0 for a single seed."""
+    values = np.asarray(values, np.float64)
+    if values.shape[-1] < 2:
+        return np.zeros(values.shape[:-1])
+    return values.std(axis=-1, ddof=1)
 
 
 def surviving_weights(net: SplitNetwork, params) -> np.ndarray:
@@ -203,7 +211,7 @@ def build_table(net: SplitNetwork, models: list[dict], grid: CandidateGrid, loss
         weight_bytes=weight_bytes, weights_in_sram=weights_in_sram, activation_accesses=activation_accesses, elements_sent=elements_sent,
         bits_sent=bits_sent, energy_comp_j=energy_comp, energy_mem_j=energy_mem,
         energy_local_j=energy_comp + energy_mem, tx_coeff=tx_power_w * bits_sent, local_latency_s=macs / energy.macs_per_s,
-        loss=loss.mean(axis=1), accuracy=accuracy.mean(axis=1), accuracy_std=accuracy.std(axis=1),
+        loss=loss.mean(axis=1), accuracy=accuracy.mean(axis=1), accuracy_std=seed_std(accuracy),
         uncompressed=uncompressed)
 
 

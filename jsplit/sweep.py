@@ -173,7 +173,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     from jsplit.data import load_dataset
     from jsplit.model import build_network
     from jsplit.montecarlo import simulate
-    from jsplit.profile import EnergyProfile, build_table, dense_macs
+    from jsplit.profile import EnergyProfile, build_table, dense_macs, seed_std
     from jsplit.train import seed_slice
     from jsplit.select import (
         ADAPTIVE_POLICIES, STALE_CSI_POLICIES, adaptive_masks, budget_mask, fixed_policy_candidates, reference_accuracy,
@@ -229,7 +229,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
                     "sha256": data.sha256, "source": data.source},
         "model": {"name": net.name, "test_accuracy": dense_accuracy, "test_loss": dense_loss,
                   "macs": dense_macs(net, seed_slice(models[0], 0)), "seeds": cfg.train.seeds,
-                  "test_accuracy_std": float(accuracy[dense].std()), "from_cache": cache_hit, "training": record},
+                  "test_accuracy_std": float(seed_std(accuracy[dense])), "from_cache": cache_hit, "training": record},
         "compression": [describe_level(index, level, measured, table, accuracy, grid)
                         for index, (level, measured) in enumerate(zip(levels, record["measured_sparsity"]))],
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -253,11 +253,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
 def describe_level(index: int, level, measured_sparsity: float, table, accuracy, grid) -> dict:
     """One compression level's entry of ``results.json``: accuracy over seeds and the cost of running it all locally."""
+    from jsplit.profile import seed_std
+
     own = int(np.flatnonzero((grid.model_index == index) & (grid.split == 0))[0])  # the model's own function
     local = int(np.flatnonzero((table.model_index == index) & (table.split == table.split.max()))[0])
     return {"level": level.label, "sparsity": level.sparsity, "structured": level.structured,
             "weight_bits": level.weight_bits, "measured_sparsity": measured_sparsity,
-            "accuracy": float(accuracy[own].mean()), "accuracy_std": float(accuracy[own].std()),
+            "accuracy": float(accuracy[own].mean()), "accuracy_std": float(seed_std(accuracy[own])),
             "macs": float(table.macs[local]), "weight_bytes": float(table.weight_bytes[local]),
             "weights_in_sram": bool(table.weights_in_sram[local]),
             "energy_full_local_j": float(table.energy_local_j[local])}

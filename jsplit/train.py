@@ -196,7 +196,7 @@ def fit(net: SplitNetwork, params, x_train, y_train, x_test, y_test, *, epochs: 
             bar.set_postfix(loss=f"{losses[-1]:.4f}", test_acc=f"{accuracies[-1]:.4f}")
             log.info("%s epoch %d/%d: train loss %.4f, test loss %.4f, test accuracy %.4f%s", description, epoch + 1,
                      epochs, losses[-1], float(test_loss.mean()), accuracies[-1],
-                     f" (std {np.std(seed_accuracy):.4f} over {seeds} seeds)" if seeds > 1 else "")
+                     f" (std {np.std(seed_accuracy, ddof=1):.4f} over {seeds} seeds)" if seeds > 1 else "")
 
     params = jax.tree.map(np.asarray, params if stacked else seed_slice(params, 0))
     return TrainResult(params=params, train_loss=losses, test_accuracy=accuracies, seed_accuracy=seed_accuracy,
