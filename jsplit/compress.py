@@ -122,7 +122,7 @@ def structured_mask(net: SplitNetwork, params, fraction: float):
 
 
 def alive_channels(net: SplitNetwork, params) -> np.ndarray:
-    """Channels of each boundary activation 0..L that are not identically zero, int64 [L + 1].
+    """Count the channels of each boundary activation 0..L that are not identically zero, int64 [L + 1].
 
     A unit of a weighted layer is dead when its kernel column and its bias are
     all zero (its output is ReLU(0) = 0 for every input); pooling keeps the
@@ -292,7 +292,7 @@ def candidate_grid(levels, num_layers: int, activation_bits) -> CandidateGrid:
     ``levels`` lists the compression levels in model order, the dense float32
     model first: Level objects, or plain sparsities for unstructured float32 levels.
     At inner splits a float32 level sends at every width of ``activation_bits``.
-    A level with b-bit integer weights already holds b-bit activations on the
+    A level with b-bit integer weights already has b-bit activations on the
     device, so it sends at b bits (losslessly) or at the narrower widths of
     ``activation_bits``; a wider payload would carry no more information.
     """
@@ -331,7 +331,7 @@ def _evaluate_candidates(net, flat_params, flat_clips, entry, weight_bits, split
 def evaluate_candidates(net: SplitNetwork, models: list[dict], clips: np.ndarray, grid: CandidateGrid,
                         x_test, y_test, batch_size: int | None = None, memory_budget_bytes: float = 2**30,
                         stacked: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Test loss (nats) and accuracy (fraction) of every candidate and seed, each float64 [K, S].
+    """Compute the test loss (nats) and accuracy (fraction) of every candidate and seed, float64 [K, S].
 
     Args:
         models: parameter pytrees, one per compression level (index =

@@ -183,11 +183,12 @@ def _validate_compression(cfg: Mapping) -> None:
     _choice(compression, "compression", "scope", PRUNING_SCOPES)
     _integer(compression, "compression", "rounds", minimum=1, accepted="a positive number of pruning rounds per level")
     _integer(compression, "compression", "finetune_epochs", minimum=1, accepted="a positive integer")
-    _integer(compression, "compression", "qat_epochs", minimum=0, accepted="a non-negative integer (0: quantize after training)")
+    _integer(compression, "compression", "qat_epochs", minimum=0,
+             accepted="a non-negative integer (0: quantize after training)")
     weight_bits = compression["weight_bits"]
     if not isinstance(weight_bits, Sequence) or isinstance(weight_bits, str) or FLOAT_BITS not in weight_bits:
-        _fail("compression.weight_bits", weight_bits, f"a list of weight precisions from {list(WEIGHT_BITS)} that includes 32 "
-              "(the float32 reference)")
+        _fail("compression.weight_bits", weight_bits,
+              f"a list of weight precisions from {list(WEIGHT_BITS)} that includes 32 (the float32 reference)")
     for width in weight_bits:
         if width not in WEIGHT_BITS or isinstance(width, bool):
             _fail("compression.weight_bits", width, f"precisions from {list(WEIGHT_BITS)}, the widths the energy "

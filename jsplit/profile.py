@@ -68,13 +68,21 @@ class EnergyProfile:
                    sram_bytes=float(cfg.sram_bytes), macs_per_s=float(cfg.macs_per_s), source=str(cfg.source))
 
     def mac_j(self, bits: np.ndarray) -> np.ndarray:
-        """Energy of one multiply-accumulate at weight precision ``bits`` [K] (32: float32)."""
-        integer = np.asarray([self.int_mult_j.get(int(b), np.nan) for b in np.ravel(bits)]).reshape(np.shape(bits))
+        """Return the energy of one multiply-accumulate at weight precision ``bits`` [K] (32: float32).
+
+        Raises:
+            ValueError: an integer width below 32 without a multiply energy in the profile.
+        """
+        missing = sorted({int(b) for b in np.ravel(bits) if b < FLOAT_BITS and int(b) not in self.int_mult_j})
+        if missing:
+            raise ValueError(f"no integer multiply energy for {missing} bits; the profile has "
+                             f"{sorted(self.int_mult_j)}, so use those weight precisions or add int<N>_mult_pj")
+        integer = np.asarray([self.int_mult_j.get(int(b), 0.0) for b in np.ravel(bits)]).reshape(np.shape(bits))
         return np.where(np.asarray(bits) >= FLOAT_BITS, self.float_mult_j + self.float_add_j,
                         integer + self.int32_add_j)
 
     def add_j(self, bits: np.ndarray) -> np.ndarray:
-        """Energy of one bias add at weight precision ``bits`` [K]."""
+        """Return the energy of one bias add at weight precision ``bits`` [K]."""
         return np.where(np.asarray(bits) >= FLOAT_BITS, self.float_add_j, self.int32_add_j)
 
 
@@ -165,7 +173,7 @@ def build_table(net: SplitNetwork, models: list[dict], grid: CandidateGrid, loss
             model_index), stacked over seeds when ``stacked``; counts are
             averaged over seeds.
         loss, accuracy: float64 [K] or [K, S] from ``compress.evaluate_candidates``;
-            the table holds the mean over seeds and the accuracy's standard deviation.
+            the table stores the mean over seeds and the accuracy's standard deviation.
         tx_power_w: transmit power P_tx [W].
     """
     survivors = np.stack([_per_seed(lambda p: surviving_weights(net, p), params, stacked) for params in models])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jsplit.config import FLOAT_BITS, WEIGHT_BITS  # noqa: F401  (re-exported)
+from jsplit.config import FLOAT_BITS
 from jsplit.model import SplitNetwork
 
 
@@ -28,7 +28,7 @@ def _straight_through(x: jax.Array, quantized: jax.Array) -> jax.Array:
 
 
 def quantize_kernel(kernel: jax.Array, bits) -> jax.Array:
-    """Symmetric per-output-channel quantization of a kernel [..., out] to ``bits`` (may be traced).
+    """Quantize a kernel [..., out] to ``bits`` (may be traced), symmetrically per output channel.
 
     Zero stays exactly zero, so pruned weights remain pruned; a channel whose
     weights are all zero stays zero.
@@ -54,7 +54,7 @@ def quantize_weights(params, bits, straight_through: bool = False):
 
 
 def quantize_activation(h: jax.Array, bits, clip, straight_through: bool = False) -> jax.Array:
-    """Uniform unsigned quantization of a non-negative activation.
+    """Quantize a non-negative activation uniformly, without a sign bit.
 
     ``q = round(min(h, clip) / step) * step`` with ``step = clip / (2**bits - 1)``,
     so ``bits`` bits represent the range [0, clip]. Bit-widths of 32 and above
@@ -71,7 +71,7 @@ def quantize_activation(h: jax.Array, bits, clip, straight_through: bool = False
 
 def forward(net: SplitNetwork, params, x: jax.Array, weight_bits, clips: jax.Array, split=None, cut_bits=None,
             straight_through: bool = False) -> jax.Array:
-    """Logits of ``params`` run at ``weight_bits``, optionally with the activation at ``split`` sent at ``cut_bits``.
+    """Compute the logits of ``params`` at ``weight_bits``, optionally sending the activation at ``split`` at ``cut_bits``.
 
     Args:
         x: float32 [n, input_size] images in [0, 1].

@@ -49,7 +49,7 @@ def prepare_models(cfg, net, data):
     """Return the compressed models, their levels and activation ranges, the training record and the cache hit.
 
     Returns:
-        (models, levels, clips, record, cache_hit, key): ``models`` holds one
+        (models, levels, clips, record, cache_hit, key): ``models`` contains one
         parameter pytree per level, stacked over ``train.seeds`` seeds, the
         dense float32 model first; ``levels`` the matching
         ``compress.Level``; ``clips`` float32 [levels, seeds, L]; ``key`` the
@@ -252,7 +252,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
 
 def describe_level(index: int, level, measured_sparsity: float, table, accuracy, grid) -> dict:
-    """One compression level's entry of ``results.json``: accuracy over seeds and the cost of running it all locally."""
+    """Describe one compression level for ``results.json``: accuracy over seeds and the cost of running it all locally."""
     from jsplit.profile import seed_std
 
     own = int(np.flatnonzero((grid.model_index == index) & (grid.split == 0))[0])  # the model's own function

@@ -60,7 +60,7 @@ def apply_mask(params, mask):
 
 
 def logits_fn(net: SplitNetwork, params, x: jax.Array, weight_bits: int, clips, straight_through: bool = False):
-    """Logits of ``params`` on x [n, input_size]: float32 for ``weight_bits >= 32``, else the quantized network."""
+    """Compute the logits of ``params`` on x [n, input_size]: float32 for ``weight_bits >= 32``, else the quantized network."""
     if weight_bits >= quantize.FLOAT_BITS:
         return net.full(params, x)
     return quantize.forward(net, params, x, weight_bits, clips, straight_through=straight_through)
@@ -75,11 +75,21 @@ def random_shift(x: jax.Array, key: jax.Array, shift_px: int) -> jax.Array:
     return crop(images, offsets).reshape(x.shape)
 
 
-@functools.partial(jax.jit, static_argnames=("net", "optimizer", "batch_size", "shift_px", "weight_bits"))
-def train_epoch(net: SplitNetwork, optimizer: optax.GradientTransformation, params, opt_state, mask,
+def adam_cosine(learning_rate: float, decay_steps: int) -> optax.GradientTransformation:
+    """Build Adam with a cosine decay of ``learning_rate`` to zero over ``decay_steps`` updates."""
+    return optax.adam(optax.cosine_decay_schedule(learning_rate, decay_steps=max(1, decay_steps)))
+
+
+@functools.partial(jax.jit, static_argnames=("net", "learning_rate", "decay_steps", "batch_size", "shift_px",
+                                             "weight_bits"))
+def train_epoch(net: SplitNetwork, learning_rate: float, decay_steps: int, params, opt_state, mask,
                 x: jax.Array, y: jax.Array, key: jax.Array, batch_size: int, shift_px: int = 0,
                 weight_bits: int = 32, clips=None):
     """Run one epoch of minibatch training for every seed, over a random permutation of (x, y) per seed.
+
+    The optimizer is ``adam_cosine(learning_rate, decay_steps)``. It is built
+    here from those two numbers, so every call with the same settings reuses
+    one compiled epoch, while an optax object passed in would differ per call.
 
     Args:
         params, opt_state, mask: pytrees whose leaves have a leading seed axis [S, ...];
@@ -96,6 +106,7 @@ def train_epoch(net: SplitNetwork, optimizer: optax.GradientTransformation, para
         (params, opt_state, mean training loss of the epoch [S]).
     """
     num_batches = x.shape[0] // batch_size
+    optimizer = adam_cosine(learning_rate, decay_steps)
 
     def one_seed(params, opt_state, mask, key, clips):
         order_key, shift_key = jax.random.split(key)
@@ -140,7 +151,7 @@ def stack_seeds(trees):
 
 
 def seed_slice(tree, seed: int):
-    """The pytree of one seed from a stacked pytree."""
+    """Select the pytree of one seed from a stacked pytree."""
     return jax.tree.map(lambda leaf: leaf[seed], tree)
 
 
@@ -170,11 +181,9 @@ def fit(net: SplitNetwork, params, x_train, y_train, x_test, y_test, *, epochs: 
         params, mask, clips = (None if tree is None else stack_seeds([tree]) for tree in (params, mask, clips))
     seeds = jax.tree.leaves(params)[0].shape[0]
 
-    steps_per_epoch = x_train.shape[0] // batch_size
-    schedule = optax.cosine_decay_schedule(learning_rate, decay_steps=max(1, epochs * steps_per_epoch))
-    optimizer = optax.adam(schedule)
+    decay_steps = epochs * (x_train.shape[0] // batch_size)
     params = apply_mask(params, mask)
-    opt_state = jax.vmap(optimizer.init)(params)
+    opt_state = jax.vmap(adam_cosine(learning_rate, decay_steps).init)(params)
     clips = None if clips is None else jnp.asarray(clips, jnp.float32)
 
     x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
@@ -186,9 +195,9 @@ def fit(net: SplitNetwork, params, x_train, y_train, x_test, y_test, *, epochs: 
     with tqdm(range(epochs), desc=description, unit="epoch", leave=False) as bar:
         for epoch in bar:
             key, epoch_key = jax.random.split(key)
-            params, opt_state, train_loss = train_epoch(net, optimizer, params, opt_state, mask, x_train, y_train,
-                                                        jax.random.split(epoch_key, seeds), batch_size, shift_px,
-                                                        weight_bits, clips)
+            params, opt_state, train_loss = train_epoch(
+                net, learning_rate, decay_steps, params, opt_state, mask, x_train, y_train,
+                jax.random.split(epoch_key, seeds), batch_size, shift_px, weight_bits, clips)
             test_loss, test_accuracy = evaluate_seeds(net, params, x_test, y_test, 2000, weight_bits, clips)
             seed_accuracy = [float(a) for a in np.asarray(test_accuracy)]
             losses.append(float(train_loss.mean()))

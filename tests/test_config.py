@@ -143,5 +143,6 @@ def test_lenet5_brings_its_training_recipe():
 
     assert lenet5.compression.finetune_epochs != default.compression.finetune_epochs
     assert lenet5.train.epochs != default.train.epochs
-    assert chosen.train.epochs == 3 and chosen.train.shift_px == default.train.shift_px  # the command line wins
+    assert chosen.train.epochs == 3  # the command line wins
+    assert chosen.train.shift_px == default.train.shift_px
     validate(OmegaConf.to_container(lenet5, resolve=True))

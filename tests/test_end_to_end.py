@@ -79,7 +79,8 @@ def test_candidates_cover_every_level_with_seed_statistics(sweep):
     # structured pruning halves the hidden activation that is sent
     sent = {(r["structured"], int(r["split"])): float(r["elements_sent"]) for r in rows if r["weight_bits"] == "32"
             and float(r["sparsity"]) == 0.5}
-    assert sent[("True", 1)] == 150 and sent[("False", 1)] == 300
+    assert sent[("True", 1)] == 150
+    assert sent[("False", 1)] == 300
 
 
 def test_adaptive_is_cheapest_in_every_job(sweep):
@@ -104,8 +105,8 @@ def test_candidates_csv_columns(sweep):
     with open(sweep / "0" / "candidates.csv") as stream:
         rows = list(csv.DictReader(stream))
 
-    # 4 pruning levels (dense, 0.5, 0.9, structured 0.5), each with split 0 (raw image), 2 inner splits and
-    # split 3 (label); float32 models send at 3 activation widths, 8-bit models at 8 bits only
+    # 4 pruning levels (dense, 0.5, 0.9, structured 0.5) each have split 0 (raw image), 2 inner splits and
+    # split 3 (label). At inner splits float32 models send at 3 activation widths, 8-bit models at 8 bits only.
     assert len(rows) == 4 * (1 + 2 * 3 + 1) + 4 * (1 + 2 * 1 + 1)
     for column in ("sparsity", "structured", "weight_bits", "split", "activation_bits", "macs", "bits_sent",
                    "energy_local_j", "loss", "accuracy", "accuracy_std"):

@@ -81,8 +81,8 @@ def test_int8_first_layer_energy_by_hand(lenet):
     k = find(table, 1, 1, 8)
     kernel = int(np.count_nonzero(np.asarray(int8["params"]["dense1"]["kernel"])))  # a few weights round to zero
 
-    # 8-bit multiply + 32-bit accumulate per MAC, 32-bit bias adds; packed 8-bit weights, 32-bit biases,
-    # 235.5 kB in all, so they fit the 256 KiB SRAM; activations are 8-bit accesses.
+    # Each MAC is an 8-bit multiply and a 32-bit accumulate, and bias adds are 32-bit. Packed 8-bit weights
+    # and 32-bit biases take 235.5 kB, so they fit the 256 KiB SRAM. Activation accesses are 8 bits wide.
     assert table.weight_bits[k] == 8
     assert table.energy_comp_j[k] == pytest.approx(kernel * (0.2e-12 + 0.1e-12) + 300 * 0.1e-12, rel=1e-9)
     assert table.weights_in_sram[k]
@@ -119,3 +119,8 @@ def test_seed_statistics_are_mean_and_std(lenet):
 
     np.testing.assert_allclose(table.accuracy, 0.98)
     np.testing.assert_allclose(table.accuracy_std, 0.01 * np.sqrt(2))  # sample standard deviation, ddof 1
+
+
+def test_unknown_integer_width_rejected():
+    with pytest.raises(ValueError, match=r"no integer multiply energy for \[6\] bits"):
+        HOROWITZ.mac_j(np.asarray([32, 8, 6]))

@@ -54,7 +54,7 @@ def test_quantized_forward_approaches_float_as_bits_grow(lenet, mnist_slice, tra
     assert errors[16] < errors[8] < errors[4]
 
 
-def test_int8_post_training_within_a_point_and_qat_recovers_low_precision(lenet, mnist_slice, trained_params):
+def test_int8_rounding_and_qat_accuracy(lenet, mnist_slice, trained_params):
     data = mnist_slice
     clips = calibrate_clips(lenet, trained_params, data.x_train[:1000])
     _, float_accuracy = evaluate(lenet, trained_params, data.x_test, data.y_test)
@@ -62,8 +62,8 @@ def test_int8_post_training_within_a_point_and_qat_recovers_low_precision(lenet,
                                 clips=clips)
     assert abs(float(int8_accuracy) - float(float_accuracy)) <= 0.01
 
-    # At 2 bits (ternary weights, 3 activation levels) rounding after training loses much of the accuracy;
-    # quantization-aware fine-tuning through the straight-through estimator wins most of it back.
+    # At 2 bits (ternary weights, 3 activation levels) rounding after training loses much of the accuracy.
+    # Quantization-aware fine-tuning through the straight-through estimator wins most of it back.
     level = PrunedModel(0.0, False, stack_seeds([trained_params]), None)
     accuracy = {}
     for epochs in (0, 2):

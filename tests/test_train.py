@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsplit.compress import magnitude_mask
-from jsplit.train import evaluate, fit, random_shift, seed_slice, stack_seeds
+from jsplit.train import evaluate, fit, random_shift, seed_slice, stack_seeds, train_epoch
 
 
 def test_training_reaches_accuracy_on_real_slice(lenet, mnist_slice, trained_params):
@@ -57,3 +57,15 @@ def test_random_shift_translates_each_image(mnist_slice):
         offsets.append(matches[0])
     assert len(set(offsets)) > 10  # offsets are drawn per image
     np.testing.assert_array_equal(random_shift(jnp.asarray(x), jax.random.PRNGKey(0), 0), x)
+
+
+def test_fit_reuses_compiled_epoch(lenet, mnist_slice, trained_params):
+    data = mnist_slice
+    settings = dict(epochs=1, batch_size=100, learning_rate=1e-4)
+    fit(lenet, trained_params, data.x_train[:1000], data.y_train[:1000], data.x_test, data.y_test,
+        key=jax.random.PRNGKey(0), **settings)
+    compiled = train_epoch._cache_size()
+
+    fit(lenet, trained_params, data.x_train[:1000], data.y_train[:1000], data.x_test, data.y_test,
+        key=jax.random.PRNGKey(1), **settings)
+    assert train_epoch._cache_size() == compiled  # same settings, so no new compilation
